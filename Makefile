@@ -1,0 +1,46 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Everything else is optional.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_ARGS ?= --speed 1800
+
+.PHONY: install demo test test-unit test-integration lint stack-up stack-down status validate clean
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install the package with its test tools
+
+demo: $(STAMP)  ## start the embedded stack and stream a simulated hospital into PostgreSQL (Ctrl-C stops)
+	$(BIN)/hospital-stream run $(DEMO_ARGS)
+
+test: $(STAMP)  ## the whole suite: unit tests, then integration tests on the real embedded stack
+	$(BIN)/pytest
+
+test-unit: $(STAMP)  ## the fast pure tests only
+	$(BIN)/pytest tests/unit
+
+test-integration: $(STAMP)  ## the tests that start the real broker and PostgreSQL
+	$(BIN)/pytest tests/integration
+
+lint: $(STAMP)  ## ruff over the package and tests
+	$(BIN)/ruff check hospital_stream tests
+
+stack-up: $(STAMP)  ## start the embedded broker and PostgreSQL in the background
+	$(BIN)/hospital-stream stack up
+
+stack-down: $(STAMP)  ## stop them
+	$(BIN)/hospital-stream stack down
+
+status: $(STAMP)  ## what is stored so far
+	$(BIN)/hospital-stream status
+
+validate: $(STAMP)  ## check the stored data's invariants
+	$(BIN)/hospital-stream validate
+
+clean:  ## remove the virtual environment (keeps the data in .hospital/)
+	rm -rf $(VENV) *.egg-info

@@ -1,0 +1,3 @@
+"""Admin commands (placeholder until written)."""
+def main() -> None:
+    raise SystemExit("not yet")

@@ -1,0 +1,21 @@
+"""The project's exception family: every error meant for a person derives from one base."""
+
+
+class HospitalStreamError(Exception):
+    """Base of every error this project raises on purpose; its text is shown as one line."""
+
+
+class ConfigError(HospitalStreamError):
+    """A setting or command-line option has a value that cannot be used."""
+
+
+class StackError(HospitalStreamError):
+    """The embedded broker or PostgreSQL could not be started, reached or stopped."""
+
+
+class DatabaseError(HospitalStreamError):
+    """PostgreSQL refused, is unreachable, or its schema is not what the code expects."""
+
+
+class InvalidMessage(HospitalStreamError):
+    """A consumed message cannot be parsed or validated; it belongs in the dead-letter table."""

@@ -1,0 +1,880 @@
+"""The simulated state hospital: a pure, deterministic model.
+
+``simulate_day(config, state, day) -> DayRecords`` is the whole interface: no I/O, no wall
+clock. Every random draw comes from a generator seeded by ``(seed, day, purpose)``, so a day's
+records depend only on the seed, the configuration and the state left by the day before; the
+state round-trips exactly through :func:`encode_checkpoint`, which is how a restarted worker
+carries on with no gap and no duplicate.
+
+Time inside the model is whole minutes since the first simulated day's midnight (SAST).
+Occupancy is not set anywhere: it emerges from arrivals (a catchment population's demand,
+seasons, weekdays, COVID-19 waves) and lengths of stay, bounded by the beds of each ward.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import functools
+import heapq
+import json
+import math
+import zlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from hospital_stream.reference import address_pool, icd10_codes, name_pools
+
+SAST = dt.timezone(dt.timedelta(hours=2), "SAST")
+MINUTES_PER_DAY = 1440
+RETIREMENT_AGE = 65
+STREAM_SLOTS_PER_DAY = 5
+TRANSFERS_PER_SLOT = 3
+CHUNK_ROWS = 5000
+
+
+# --- configuration -------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Specialty:
+    """A clinical service: how the catchment uses it and how long patients stay."""
+
+    name: str
+    ward_name: str
+    code: str
+    #: admissions per 1,000 catchment people per year (before the hospital's market share)
+    rate_per_1000: float
+    mean_stay_days: float
+    icu_risk: float
+    #: probabilities of EMERGENCY, URGENT, OBSERVATION, ELECTIVE, SURGICAL SAME DAY
+    type_mix: tuple[float, float, float, float, float]
+
+
+ADMISSION_TYPES = ("EMERGENCY", "URGENT", "OBSERVATION", "ELECTIVE", "SURGICAL SAME DAY")
+SPECIALTIES = (
+    Specialty("medicine", "Medical Ward", "MED", 22.0, 6.5, 0.06, (0.66, 0.16, 0.14, 0.04, 0.0)),
+    Specialty("surgery", "Surgical Ward", "SURG", 12.0, 5.0, 0.10, (0.40, 0.15, 0.08, 0.25, 0.12)),
+    Specialty("orthopaedics", "Orthopaedic Ward", "ORTH", 6.0, 7.0, 0.04, (0.50, 0.18, 0.04, 0.20, 0.08)),
+    Specialty("paediatrics", "Paediatric Ward", "PAED", 8.0, 4.0, 0.04, (0.58, 0.16, 0.18, 0.06, 0.02)),
+    Specialty("maternity", "Maternity Ward", "MATY", 14.0, 2.5, 0.01, (0.45, 0.30, 0.12, 0.13, 0.0)),
+    Specialty("psychiatry", "Psychiatric Ward", "PSY", 2.5, 18.0, 0.0, (0.45, 0.35, 0.05, 0.15, 0.0)),
+    Specialty("oncology", "Oncology Ward", "ONC", 3.5, 7.0, 0.05, (0.30, 0.25, 0.05, 0.35, 0.05)),
+    Specialty("cardiology", "Cardiology Ward", "CARD", 5.0, 5.0, 0.12, (0.60, 0.20, 0.12, 0.08, 0.0)),
+)
+EMERGENCY_UNIT = "emergency"
+ICU = "icu"
+ICU_MEAN_STAY_DAYS = 3.0
+EMERGENCY_STAY_HOURS = (2, 10)
+OBSERVATION_MAX_DAYS = 2.0
+BEDS_PER_WARD = 40
+
+#: staff per bed of a ward, by role (doctors, nurses, allied health, support)
+STAFF_PER_BED = {"doctor": 0.22, "nurse": 1.05, "allied": 0.12, "support": 0.35}
+ALLIED_SPECIALTIES = ("physiotherapy", "pharmacy", "radiography", "dietetics", "social work")
+SUPPORT_SPECIALTIES = ("porter", "cleaner", "ward clerk", "catering")
+NURSE_SHIFTS = ("day", "night")
+ROTATION_RATE_PER_DAY = 1 / 365
+
+DISCHARGE_LOCATIONS = (
+    ("HOME", 0.60), ("HOME HEALTH CARE", 0.17), ("SKILLED NURSING FACILITY", 0.06),
+    ("REHAB", 0.05), ("TRANSFER TO OTHER HOSPITAL", 0.06), ("AGAINST ADVICE", 0.03),
+    ("CHRONIC/LONG TERM ACUTE CARE", 0.03),
+)
+ADMISSION_LOCATIONS = {
+    "EMERGENCY": (("EMERGENCY ROOM", 0.80), ("AMBULANCE", 0.15), ("TRANSFER FROM HOSPITAL", 0.05)),
+    "URGENT": (("PHYSICIAN REFERRAL", 0.55), ("TRANSFER FROM HOSPITAL", 0.30), ("CLINIC REFERRAL", 0.15)),
+    "OBSERVATION": (("EMERGENCY ROOM", 0.85), ("WALK-IN/SELF REFERRAL", 0.15)),
+    "ELECTIVE": (("PHYSICIAN REFERRAL", 0.70), ("CLINIC REFERRAL", 0.30)),
+    "SURGICAL SAME DAY": (("PHYSICIAN REFERRAL", 1.0),),
+}
+
+#: South Africa's population by five-year age band (0-4 ... 80+), mid-2020, shares.
+AGE_PYRAMID = np.array(
+    [0.098, 0.097, 0.091, 0.082, 0.083, 0.094, 0.091, 0.079, 0.064, 0.053,
+     0.045, 0.039, 0.032, 0.025, 0.018, 0.011, 0.011]
+)
+#: (centre date, width in days, extra share of medical demand) of South Africa's COVID-19 waves
+COVID_WAVES = (
+    (dt.date(2020, 7, 12), 24, 0.40), (dt.date(2021, 1, 10), 20, 0.45),
+    (dt.date(2021, 7, 5), 22, 0.55), (dt.date(2021, 12, 15), 14, 0.25),
+    (dt.date(2022, 5, 20), 18, 0.10),
+)
+LOCKDOWN = (dt.date(2020, 3, 27), dt.date(2020, 8, 31))
+
+
+@dataclasses.dataclass(frozen=True)
+class Ward:
+    ward_id: int
+    code: str
+    name: str
+    specialty: str
+    beds: int
+
+
+@dataclasses.dataclass(frozen=True)
+class HospitalConfig:
+    """The hospital and its catchment; everything the model needs besides the state."""
+
+    seed: int = 2020
+    start_date: dt.date = dt.date(2020, 1, 1)
+    beds: int = 1200
+    population: int = 200_000
+    #: the share of the catchment's admissions that come to this hospital
+    market_share: float = 0.6
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> HospitalConfig:
+        return cls(
+            seed=settings.seed, start_date=settings.start_date,
+            beds=settings.beds, population=settings.population,
+        )
+
+    def date_of(self, day: int) -> dt.date:
+        return self.start_date + dt.timedelta(days=day)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed, "start_date": self.start_date.isoformat(), "beds": self.beds,
+            "population": self.population, "market_share": self.market_share,
+        }
+
+    @functools.cached_property
+    def daily_demand(self) -> dict[str, float]:
+        """Expected admissions a day per specialty, before seasons and waves."""
+        return {
+            s.name: self.population * s.rate_per_1000 / 1000 * self.market_share / 365
+            for s in SPECIALTIES
+        }
+
+    @functools.cached_property
+    def wards(self) -> tuple[Ward, ...]:
+        """Beds planned in proportion to the bed-days each service is expected to need."""
+        demand = self.daily_demand
+        bed_days = {s.name: demand[s.name] * s.mean_stay_days for s in SPECIALTIES}
+        emergency_hours = sum(EMERGENCY_STAY_HOURS) / 2
+        bed_days[EMERGENCY_UNIT] = sum(
+            demand[s.name] * ((s.type_mix[0] + s.type_mix[1]) * emergency_hours / 24
+                              + s.type_mix[2] * min(OBSERVATION_MAX_DAYS, s.mean_stay_days * 0.35))
+            for s in SPECIALTIES
+        )
+        bed_days[ICU] = sum(demand[s.name] * s.icu_risk for s in SPECIALTIES) * ICU_MEAN_STAY_DAYS
+        total = sum(bed_days.values())
+        names = {s.name: (s.ward_name, s.code) for s in SPECIALTIES}
+        names[EMERGENCY_UNIT] = ("Emergency Unit", "EMER")
+        names[ICU] = ("Intensive Care Unit", "ICU")
+        wards: list[Ward] = []
+        for specialty in (EMERGENCY_UNIT, ICU, *(s.name for s in SPECIALTIES)):
+            beds = max(4, round(self.beds * bed_days[specialty] / total))
+            count = max(1, round(beds / BEDS_PER_WARD))
+            for index in range(count):
+                ward_beds = beds // count + (1 if index < beds % count else 0)
+                name, code = names[specialty]
+                suffix = f" {index + 1}" if count > 1 else ""
+                wards.append(
+                    Ward(len(wards) + 1, f"{code}-{index + 1:02d}" if count > 1 else code,
+                         name + suffix, specialty, ward_beds)
+                )
+        return tuple(wards)
+
+    @functools.cached_property
+    def wards_by_specialty(self) -> dict[str, tuple[Ward, ...]]:
+        grouped: dict[str, list[Ward]] = {}
+        for ward in self.wards:
+            grouped.setdefault(ward.specialty, []).append(ward)
+        return {k: tuple(v) for k, v in grouped.items()}
+
+    @functools.cached_property
+    def ward_by_id(self) -> dict[int, Ward]:
+        return {w.ward_id: w for w in self.wards}
+
+
+# --- state ---------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Inpatient:
+    """A patient in a bed, with the rest of the stay planned as (minute, ward or 0 = discharge)."""
+
+    admission_id: int
+    patient_id: int
+    ward_id: int
+    admitted_at: int
+    plan: list[list[int]]
+    dies: bool
+    discharge_location: str
+    delays: int = 0
+
+
+@dataclasses.dataclass
+class StaffMember:
+    staff_id: int
+    role: str
+    specialty: str
+    birth_date: int  # proleptic ordinal
+    ward_id: int
+    shift: str
+    assignment_id: int
+
+
+@dataclasses.dataclass
+class HospitalState:
+    """What one simulated day leaves for the next."""
+
+    next_day: int = 0
+    inpatients: dict[int, Inpatient] = dataclasses.field(default_factory=dict)
+    staff: dict[int, StaffMember] = dataclasses.field(default_factory=dict)
+
+    def occupancy(self) -> dict[int, int]:
+        counts: dict[int, int] = {}
+        for patient in self.inpatients.values():
+            counts[patient.ward_id] = counts.get(patient.ward_id, 0) + 1
+        return counts
+
+
+def _state_to_json(state: HospitalState) -> dict[str, Any]:
+    return {
+        "next_day": state.next_day,
+        "inpatients": [
+            [p.admission_id, p.patient_id, p.ward_id, p.admitted_at, [list(step) for step in p.plan],
+             p.dies, p.discharge_location, p.delays]
+            for p in state.inpatients.values()
+        ],
+        "staff": [
+            [s.staff_id, s.role, s.specialty, s.birth_date, s.ward_id, s.shift, s.assignment_id]
+            for s in state.staff.values()
+        ],
+    }
+
+
+def _state_from_json(obj: dict[str, Any]) -> HospitalState:
+    inpatients = [Inpatient(*fields) for fields in obj["inpatients"]]
+    staff = [StaffMember(*fields) for fields in obj["staff"]]
+    return HospitalState(
+        next_day=obj["next_day"],
+        inpatients={p.admission_id: p for p in inpatients},
+        staff={s.staff_id: s for s in staff},
+    )
+
+
+def copy_state(state: HospitalState) -> HospitalState:
+    """A deep copy, so that simulating a day never changes the caller's state."""
+    return _state_from_json(_state_to_json(state))
+
+
+def encode_checkpoint(state: HospitalState) -> bytes:
+    """The state as compressed JSON: exact, portable and safe to load."""
+    return zlib.compress(json.dumps(_state_to_json(state), separators=(",", ":")).encode(), 6)
+
+
+def decode_checkpoint(blob: bytes) -> HospitalState:
+    return _state_from_json(json.loads(zlib.decompress(blob)))
+
+
+# --- output --------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class DayRecords:
+    """One simulated day of hospital records, table by table, plus the live-stream selection."""
+
+    day: int
+    date: dt.date
+    tables: dict[str, Sequence[tuple[Any, ...]]]
+    #: the transfers streamed live, in event-time order, ``TRANSFERS_PER_SLOT`` per slot
+    streamed: list[list[tuple[Any, ...]]]
+    state: HospitalState
+
+    def row_counts(self) -> dict[str, int]:
+        return {name: len(rows) for name, rows in self.tables.items()}
+
+
+def ts(minute: int, start: dt.date) -> str:
+    """A model minute as an ISO timestamp in SAST."""
+    base = dt.datetime(start.year, start.month, start.day, tzinfo=SAST)
+    return (base + dt.timedelta(minutes=int(minute))).isoformat()
+
+
+def make_id(day: int, seq: int, width: int = 6) -> int:
+    """Natural keys: the day a record was made, then its number that day."""
+    return day * 10**width + seq
+
+
+def _rng(config: HospitalConfig, day: int, *purpose: int) -> np.random.Generator:
+    return np.random.default_rng([config.seed, day, *purpose])
+
+
+# --- the catchment population -----------------------------------------------------------------
+
+class Population:
+    """The catchment: birth dates and sexes for everyone, drawn once from the age pyramid."""
+
+    def __init__(self, config: HospitalConfig) -> None:
+        self.config = config
+        rng = _rng(config, 0, 101)
+        n = config.population
+        band = rng.choice(len(AGE_PYRAMID), size=n, p=AGE_PYRAMID / AGE_PYRAMID.sum())
+        age_days = (band * 5 + rng.random(n) * np.where(band == len(AGE_PYRAMID) - 1, 15, 5)) * 365.25
+        start_ordinal = config.start_date.toordinal()
+        self.birth_ordinal = (start_ordinal - age_days).astype(np.int64)
+        self.female = rng.random(n) < 0.51
+        self.age_years = age_days / 365.25
+        self._eligibility: dict[str, np.ndarray] = {}
+
+    def sample(self, rng: np.random.Generator, specialty: str, k: int) -> np.ndarray:
+        """Indices of ``k`` people likely to be admitted to ``specialty``."""
+        if k == 0:
+            return np.zeros(0, dtype=np.int64)
+        cumulative = self._eligibility.get(specialty)
+        if cumulative is None:
+            cumulative = np.cumsum(self._weights(specialty))
+            self._eligibility[specialty] = cumulative
+        return np.searchsorted(cumulative, rng.random(k) * cumulative[-1], side="right")
+
+    def _weights(self, specialty: str) -> np.ndarray:
+        age, female = self.age_years, self.female
+        adult = age >= 13
+        if specialty == "paediatrics":
+            return np.where(age < 13, np.where(age < 1, 6.0, 1.0), 0.0)
+        if specialty == "maternity":
+            return np.where(female & (age >= 16) & (age < 45), np.exp(-(((age - 28) / 7) ** 2)), 0.0)
+        if specialty == "psychiatry":
+            return np.where((age >= 16) & (age < 70), 1.0, 0.0)
+        if specialty == "orthopaedics":
+            return np.where(adult, 1.0 + np.exp((age - 60) / 12) + np.where(~female & (age < 40), 1.0, 0.0), 0.0)
+        return np.where(adult, np.exp((age - 40) / 18), 0.0)
+
+    def rows(self, start: int, stop: int) -> list[tuple[Any, ...]]:
+        """Patients table rows for people ``start`` to ``stop`` (index + 1 is the patient id)."""
+        rows: list[tuple[Any, ...]] = []
+        for block in range(start // CHUNK_ROWS, (stop - 1) // CHUNK_ROWS + 1 if stop > start else 0):
+            block_start = block * CHUNK_ROWS
+            block_rows = self._block_rows(block_start, min(block_start + CHUNK_ROWS, len(self.female)))
+            rows.extend(block_rows[max(0, start - block_start):stop - block_start])
+        return rows
+
+    def _block_rows(self, start: int, stop: int) -> list[tuple[Any, ...]]:
+        # One generator per fixed block of people: a person's row never depends on how the
+        # caller slices the table.
+        rng = _rng(self.config, 0, 102, start // CHUNK_ROWS)
+        index = np.arange(start, stop)
+        n = len(index)
+        female = self.female[start:stop]
+        births = self.birth_ordinal[start:stop]
+        pools = name_pools()
+        shares = np.array([p.share for p in pools])
+        pool_of = rng.choice(len(pools), size=n, p=shares / shares.sum())
+        first_draw, last_draw = rng.random(n), rng.random(n)
+        addresses = address_pool()
+        street = rng.integers(0, len(addresses.streets), n)
+        city = rng.integers(0, len(addresses.cities), n)
+        number = rng.integers(1, 400, n)
+        postcode = rng.integers(1, 9999, n)
+        citizen = rng.random(n) < 0.93
+        ids = national_ids(births, female, citizen, rng)
+        rows = []
+        for i in range(n):
+            pool = pools[pool_of[i]]
+            firsts = pool.first_female if female[i] else pool.first_male
+            rows.append((
+                int(index[i]) + 1,
+                ids[i],
+                firsts[int(first_draw[i] * len(firsts))],
+                pool.last[int(last_draw[i] * len(pool.last))],
+                "F" if female[i] else "M",
+                dt.date.fromordinal(int(births[i])).isoformat(),
+                f"{number[i]} {addresses.streets[street[i]]} Street",
+                addresses.cities[city[i]],
+                f"{postcode[i]:04d}",
+                0,
+            ))
+        return rows
+
+
+class PopulationRows(Sequence[tuple[Any, ...]]):
+    """The patients table as a lazy sequence, so day 0 never holds the catchment in memory."""
+
+    def __init__(self, population: Population) -> None:
+        self.population = population
+
+    def __len__(self) -> int:
+        return self.population.config.population
+
+    def __getitem__(self, item: Any) -> Any:
+        if isinstance(item, slice):
+            start, stop, _ = item.indices(len(self))
+            return self.population.rows(start, stop)
+        return self.population.rows(item, item + 1)[0]
+
+
+def luhn_check_digit(digits: np.ndarray) -> np.ndarray:
+    """Luhn check digits for rows of 12 digits (the South African ID number's last digit)."""
+    doubled = digits[:, 1::2] * 2
+    total = digits[:, 0::2].sum(axis=1) + (doubled // 10 + doubled % 10).sum(axis=1)
+    return (10 - total % 10) % 10
+
+
+def national_ids(
+    birth_ordinal: np.ndarray, female: np.ndarray, citizen: np.ndarray, rng: np.random.Generator
+) -> list[str]:
+    """Valid 13-digit South African ID numbers: YYMMDD SSSS C A Z."""
+    n = len(birth_ordinal)
+    dates = [dt.date.fromordinal(int(o)) for o in birth_ordinal]
+    yymmdd = np.array([(d.year % 100) * 10000 + d.month * 100 + d.day for d in dates])
+    sequence = rng.integers(0, 5000, n) + np.where(female, 0, 5000)
+    digits = np.zeros((n, 12), dtype=np.int64)
+    for position, (value, width) in enumerate(((yymmdd, 6), (sequence, 4))):
+        offset = 0 if position == 0 else 6
+        for k in range(width):
+            digits[:, offset + k] = value // 10 ** (width - 1 - k) % 10
+    digits[:, 10] = np.where(citizen, 0, 1)
+    digits[:, 11] = 8
+    check = luhn_check_digit(digits)
+    return ["".join(map(str, row)) + str(c) for row, c in zip(digits.tolist(), check.tolist(), strict=True)]
+
+
+def is_valid_national_id(number: str, birth_date: dt.date | None = None, sex: str | None = None) -> bool:
+    """Check an SA ID number's form and Luhn digit, and its agreement with a birth date and sex."""
+    if len(number) != 13 or not number.isdigit():
+        return False
+    digits = np.array([[int(c) for c in number[:12]]])
+    if int(luhn_check_digit(digits)[0]) != int(number[12]) or number[10] not in "01":
+        return False
+    if birth_date is not None and number[:6] != birth_date.strftime("%y%m%d"):
+        return False
+    if sex is not None and (int(number[6:10]) >= 5000) != (sex == "M"):
+        return False
+    return True
+
+
+# --- the model -----------------------------------------------------------------------------------
+
+class Hospital:
+    """Runs the model day by day; holds only derived, read-only helpers besides the config."""
+
+    def __init__(self, config: HospitalConfig) -> None:
+        self.config = config
+        self.population = Population(config)
+        codes = icd10_codes()
+        self.codes_by_category: dict[str, list[str]] = {}
+        for code in codes:
+            self.codes_by_category.setdefault(code.category, []).append(code.code)
+
+    # -- day 0: the hospital as it stands when digitisation starts --
+
+    def initial_state(self) -> tuple[HospitalState, dict[str, list[tuple[Any, ...]]]]:
+        """Staff of all ages on every ward and wards partly occupied on the first morning."""
+        config, rng = self.config, _rng(self.config, 0, 1)
+        state = HospitalState()
+        tables: dict[str, list[tuple[Any, ...]]] = {
+            name: [] for name in ("staff", "staff_assignments", "admissions", "transfers", "diagnoses")
+        }
+        start = config.start_date
+        for ward in config.wards:
+            for role, per_bed in STAFF_PER_BED.items():
+                for k in range(max(1, round(ward.beds * per_bed))):
+                    age = float(np.clip(rng.normal(41, 11), 21, 64.95))
+                    birth = start.toordinal() - int(age * 365.25)
+                    hired = start.toordinal() - int(min(age - 21, rng.exponential(8)) * 365.25)
+                    self._hire(state, tables, rng, 0, role, self._staff_specialty(rng, role, ward),
+                               birth, hired, ward.ward_id, NURSE_SHIFTS[k % 2] if role == "nurse" else "day")
+        # Inpatients already in bed: admitted during the days before the start.
+        seq = 0
+        specialties = {s.name: s for s in SPECIALTIES}
+        for ward in config.wards:
+            if ward.specialty in (EMERGENCY_UNIT, ICU):
+                continue
+            specialty = specialties[ward.specialty]
+            occupied = int(ward.beds * rng.uniform(0.70, 0.85))
+            people = self.population.sample(rng, specialty.name, occupied)
+            for person in people:
+                seq += 1
+                admission_id = make_id(0, seq)
+                stay = self._length_of_stay(rng, specialty, "EMERGENCY")
+                admitted = -int(rng.random() * min(stay, 10 * MINUTES_PER_DAY))
+                discharge = max(admitted + stay, 30 + int(rng.random() * MINUTES_PER_DAY))
+                patient = self._new_inpatient(rng, admission_id, int(person) + 1, ward.ward_id,
+                                              admitted, [[discharge, 0]], 0.0)
+                state.inpatients[admission_id] = patient
+                tables["admissions"].append((
+                    admission_id, patient.patient_id, ward.ward_id, ts(admitted, start), "EMERGENCY",
+                    "EMERGENCY ROOM", 0,
+                ))
+                tables["transfers"].append((
+                    make_id(0, seq, 7), admission_id, patient.patient_id, "admit", None,
+                    ward.ward_id, ts(admitted, start), 0,
+                ))
+                tables["diagnoses"].extend(self._diagnoses(rng, admission_id, specialty.name, 0, 0.0))
+        state.next_day = 0
+        return state, tables
+
+    def _staff_specialty(self, rng: np.random.Generator, role: str, ward: Ward) -> str:
+        if role == "allied":
+            return str(ALLIED_SPECIALTIES[rng.integers(len(ALLIED_SPECIALTIES))])
+        if role == "support":
+            return str(SUPPORT_SPECIALTIES[rng.integers(len(SUPPORT_SPECIALTIES))])
+        return ward.specialty
+
+    def _hire(
+        self, state: HospitalState, tables: dict[str, list[tuple[Any, ...]]], rng: np.random.Generator,
+        day: int, role: str, specialty: str, birth: int, hired: int, ward_id: int, shift: str,
+    ) -> StaffMember:
+        staff_id = make_id(day, len(tables["staff"]) + 1)
+        assignment_id = make_id(day, len(tables["staff_assignments"]) + 1)
+        pools = name_pools()
+        pool = pools[int(rng.integers(len(pools)))]
+        female = rng.random() < (0.8 if role == "nurse" else 0.5)
+        firsts = pool.first_female if female else pool.first_male
+        member = StaffMember(staff_id, role, specialty, birth, ward_id, shift, assignment_id)
+        state.staff[staff_id] = member
+        start = self.config.start_date
+        hired_on = dt.date.fromordinal(hired).isoformat()
+        tables["staff"].append((
+            staff_id, role, specialty, firsts[int(rng.integers(len(firsts)))],
+            pool.last[int(rng.integers(len(pool.last)))], dt.date.fromordinal(birth).isoformat(),
+            hired_on, day,
+        ))
+        starts_on = max(hired, start.toordinal() + day)
+        tables["staff_assignments"].append((
+            assignment_id, staff_id, ward_id, shift, dt.date.fromordinal(starts_on).isoformat(), day,
+        ))
+        return member
+
+    # -- one ordinary day --
+
+    def simulate_day(self, state: HospitalState, day: int) -> DayRecords:
+        """Everything that happens on simulated ``day``, and the state it leaves."""
+        if state.next_day != day:
+            raise ValueError(f"state is for day {state.next_day}, not day {day}")
+        config = self.config
+        tables: dict[str, list[tuple[Any, ...]]] = {
+            name: [] for name in (
+                "staff", "staff_assignments", "staff_assignment_ends", "staff_retirements",
+                "bed_requests", "admissions", "admission_discharges", "transfers", "diagnoses",
+            )
+        }
+        extra: dict[str, Sequence[tuple[Any, ...]]] = {}
+        if day == 0:
+            state, initial = self.initial_state()
+            for name, rows in initial.items():
+                tables[name].extend(rows)
+            extra["icd10_codes"] = [(c.code, c.description, c.category) for c in icd10_codes()]
+            extra["wards"] = [(w.ward_id, w.code, w.name, w.specialty, w.beds, 0) for w in config.wards]
+            extra["patients"] = PopulationRows(self.population)
+        else:
+            state = copy_state(state)
+        self._staff_day(state, tables, day)
+        self._patient_day(state, tables, day)
+        state.next_day = day + 1
+        ordered = {**extra, **tables}
+        ordered_tables = {name: ordered[name] for name in TABLE_ORDER if name in ordered}
+        return DayRecords(day, config.date_of(day), ordered_tables,
+                          self._select_streamed(tables["transfers"], day), state)
+
+    def _staff_day(self, state: HospitalState, tables: dict[str, list[tuple[Any, ...]]], day: int) -> None:
+        """Retire everyone turning 65 today, hire a same-specialty replacement, rotate a few."""
+        config, rng = self.config, _rng(self.config, day, 2)
+        today = config.date_of(day)
+        yesterday = (today - dt.timedelta(days=1)).isoformat()
+        for member in sorted(state.staff.values(), key=lambda m: m.staff_id):
+            birth = dt.date.fromordinal(member.birth_date)
+            if _birthday(birth, RETIREMENT_AGE) != today:
+                continue
+            del state.staff[member.staff_id]
+            tables["staff_retirements"].append((member.staff_id, today.isoformat()))
+            tables["staff_assignment_ends"].append((member.assignment_id, member.staff_id, yesterday))
+            age = float(rng.uniform(22, 35))
+            self._hire(state, tables, rng, day, member.role, member.specialty,
+                       today.toordinal() - int(age * 365.25), today.toordinal(),
+                       member.ward_id, member.shift)
+        # Rotations swap two people of the same role and specialty between wards, so every
+        # ward keeps its staffing while the assignment history grows.
+        candidates = sorted(state.staff.values(), key=lambda m: m.staff_id)
+        movers = [m for m, u in zip(candidates, rng.random(len(candidates)), strict=True)
+                  if u < ROTATION_RATE_PER_DAY and m.role in ("doctor", "nurse")]
+        taken: set[int] = set()
+        for mover in movers:
+            if mover.staff_id in taken:
+                continue
+            partners = [m for m in candidates if m.role == mover.role and m.specialty == mover.specialty
+                        and m.ward_id != mover.ward_id and m.staff_id not in taken
+                        and m.staff_id != mover.staff_id]
+            if not partners:
+                continue
+            partner = partners[int(rng.integers(len(partners)))]
+            taken.update((mover.staff_id, partner.staff_id))
+            mover_ward, partner_ward = mover.ward_id, partner.ward_id
+            for member, ward_id in ((mover, partner_ward), (partner, mover_ward)):
+                tables["staff_assignment_ends"].append((member.assignment_id, member.staff_id, yesterday))
+                member.assignment_id = make_id(day, len(tables["staff_assignments"]) + 1)
+                member.ward_id = ward_id
+                tables["staff_assignments"].append((
+                    member.assignment_id, member.staff_id, ward_id, member.shift, today.isoformat(), day,
+                ))
+
+    def _patient_day(self, state: HospitalState, tables: dict[str, list[tuple[Any, ...]]], day: int) -> None:
+        """Arrivals, moves and discharges in event-time order, never above a ward's beds."""
+        config = self.config
+        rng = _rng(config, day, 3)
+        start = config.start_date
+        day_start, day_end = day * MINUTES_PER_DAY, (day + 1) * MINUTES_PER_DAY
+        occupancy = {w.ward_id: 0 for w in config.wards}
+        for ward_id, count in state.occupancy().items():
+            occupancy[ward_id] = count
+        # (minute, order, kind, payload): order keeps ties deterministic
+        events: list[tuple[int, int, str, Any]] = []
+        order = 0
+        for patient in sorted(state.inpatients.values(), key=lambda p: p.admission_id):
+            if patient.plan and patient.plan[0][0] < day_end:
+                order += 1
+                events.append((max(patient.plan[0][0], day_start), order, "step", patient.admission_id))
+        for arrival in self._arrivals(rng, day):
+            order += 1
+            events.append((arrival[0], order, "arrive", arrival))
+        heapq.heapify(events)
+        counters = {
+            "admission": len(tables["admissions"]), "transfer": len(tables["transfers"]), "request": 0,
+        }
+
+        def next_id(kind: str, width: int = 6) -> int:
+            counters[kind] += 1
+            return make_id(day, counters[kind], width)
+
+        def free_ward(specialty: str) -> Ward | None:
+            wards = [w for w in config.wards_by_specialty[specialty] if occupancy[w.ward_id] < w.beds]
+            return max(wards, key=lambda w: (w.beds - occupancy[w.ward_id], -w.ward_id), default=None)
+
+        def move(patient: Inpatient, minute: int, to_ward: int) -> None:
+            occupancy[patient.ward_id] -= 1
+            occupancy[to_ward] += 1
+            tables["transfers"].append((
+                next_id("transfer", 7), patient.admission_id, patient.patient_id, "transfer",
+                patient.ward_id, to_ward, ts(minute, start), day,
+            ))
+            patient.ward_id = to_ward
+
+        while events:
+            minute, _, kind, payload = heapq.heappop(events)
+            if kind == "arrive":
+                self._arrive(rng, state, tables, payload, occupancy, free_ward, next_id, events, day)
+                continue
+            patient = state.inpatients[payload]
+            when, target = patient.plan[0]
+            if target == 0:  # discharge
+                occupancy[patient.ward_id] -= 1
+                del state.inpatients[patient.admission_id]
+                tables["transfers"].append((
+                    next_id("transfer", 7), patient.admission_id, patient.patient_id, "discharge",
+                    patient.ward_id, None, ts(minute, start), day,
+                ))
+                tables["admission_discharges"].append((
+                    patient.admission_id, ts(minute, start),
+                    "DIED" if patient.dies else patient.discharge_location,
+                    ts(minute, start) if patient.dies else None,
+                ))
+            else:
+                ward = config.ward_by_id[target]
+                if ward.specialty != config.ward_by_id[patient.ward_id].specialty:
+                    # a move to another service takes the bed with most room in that service
+                    alternative = free_ward(ward.specialty)
+                    target = alternative.ward_id if alternative else target
+                if occupancy[target] < config.ward_by_id[target].beds and target != patient.ward_id:
+                    move(patient, minute, target)
+                    patient.plan.pop(0)
+                elif ward.specialty == ICU or patient.delays >= 3 or target == patient.ward_id:
+                    patient.plan.pop(0)  # no ICU bed: cared for where they are; or give up moving
+                else:
+                    patient.delays += 1
+                    patient.plan[0][0] = minute + 240  # wait four hours for a bed
+            if patient.admission_id in state.inpatients and patient.plan[0][0] < day_end:
+                order += 1
+                heapq.heappush(events, (patient.plan[0][0], order, "step", patient.admission_id))
+
+    def _arrivals(self, rng: np.random.Generator, day: int) -> list[tuple[int, str, str, int]]:
+        """(minute, specialty, admission type, person index) of everyone asking for a bed today."""
+        date = self.config.date_of(day)
+        weekend = date.weekday() >= 5
+        flu, covid = _flu_factor(date), _covid_factor(date)
+        lockdown = LOCKDOWN[0] <= date <= LOCKDOWN[1]
+        arrivals = []
+        for specialty in SPECIALTIES:
+            expected = self.config.daily_demand[specialty.name]
+            if specialty.name in ("medicine", "paediatrics"):
+                expected *= flu
+            if specialty.name == "medicine":
+                expected *= 1 + covid
+            mix = np.array(specialty.type_mix)
+            if weekend:
+                mix[3:] = 0  # no elective lists at weekends
+            if lockdown:
+                mix[3:] *= 0.3
+            elif date.year == 2020 and date > LOCKDOWN[1]:
+                mix[3:] *= 0.75
+            planned_share = mix.sum() / sum(specialty.type_mix)
+            count = int(rng.poisson(expected * planned_share))
+            types = rng.choice(len(ADMISSION_TYPES), size=count, p=mix / mix.sum())
+            people = self.population.sample(rng, specialty.name, count)
+            for type_index, person in zip(types.tolist(), people.tolist(), strict=True):
+                if type_index >= 3:
+                    minute_of_day = int(rng.integers(7 * 60, 11 * 60))
+                else:
+                    minute_of_day = int(_arrival_minute(rng))
+                arrivals.append((day * MINUTES_PER_DAY + minute_of_day, specialty.name,
+                                 ADMISSION_TYPES[type_index], int(person)))
+        arrivals.sort()
+        return arrivals
+
+    def _arrive(
+        self, rng: np.random.Generator, state: HospitalState, tables: dict[str, list[tuple[Any, ...]]],
+        arrival: tuple[int, str, str, int], occupancy: dict[int, int], free_ward: Any, next_id: Any,
+        events: list[tuple[int, int, str, Any]], day: int,
+    ) -> None:
+        minute, specialty_name, admission_type, person = arrival
+        config, start = self.config, self.config.start_date
+        specialty = next(s for s in SPECIALTIES if s.name == specialty_name)
+        patient_id = person + 1
+        via_emergency = admission_type in ("EMERGENCY", "URGENT", "OBSERVATION")
+        ward = free_ward(EMERGENCY_UNIT) if via_emergency else None
+        ward = ward or free_ward(specialty_name)
+        requested = (config.wards_by_specialty[EMERGENCY_UNIT if via_emergency else specialty_name][0])
+        outcome = "admitted" if ward else ("diverted" if via_emergency else "postponed")
+        tables["bed_requests"].append((
+            next_id("request"), patient_id, (ward or requested).ward_id, ts(minute, start),
+            admission_type, outcome, day,
+        ))
+        if ward is None:
+            return
+        admission_id = next_id("admission")
+        stay = self._length_of_stay(rng, specialty, admission_type)
+        plan: list[list[int]] = []
+        icu_risk = specialty.icu_risk if admission_type in ("EMERGENCY", "URGENT") else specialty.icu_risk / 3
+        icu = rng.random() < icu_risk
+        cursor = minute
+        if ward.specialty == EMERGENCY_UNIT and admission_type != "OBSERVATION":
+            cursor += int(rng.uniform(*EMERGENCY_STAY_HOURS) * 60)
+            plan.append([cursor, config.wards_by_specialty[specialty_name][0].ward_id])
+        if icu:
+            cursor += int(rng.uniform(0.05, 0.3) * stay)
+            plan.append([cursor, config.wards_by_specialty[ICU][0].ward_id])
+            cursor += int(rng.exponential(ICU_MEAN_STAY_DAYS - 0.5) * MINUTES_PER_DAY) + 720
+            plan.append([cursor, config.wards_by_specialty[specialty_name][0].ward_id])
+        same_service = config.wards_by_specialty[specialty_name]
+        if len(same_service) > 1 and rng.random() < 0.25:
+            cursor += int(rng.uniform(0.2, 0.5) * stay)
+            plan.append([cursor, same_service[int(rng.integers(len(same_service)))].ward_id])
+        plan.append([max(cursor + 60, minute + stay), 0])
+        age = (config.start_date.toordinal() + day - self.population.birth_ordinal[person]) / 365.25
+        death_risk = 0.01 + 0.0009 * max(0.0, age - 30) + (0.15 if icu else 0.0)
+        if specialty_name in ("maternity", "psychiatry"):
+            death_risk /= 10
+        patient = self._new_inpatient(rng, admission_id, patient_id, ward.ward_id, minute, plan, death_risk)
+        state.inpatients[admission_id] = patient
+        occupancy[ward.ward_id] += 1
+        location_names, location_p = zip(*ADMISSION_LOCATIONS[admission_type], strict=True)
+        tables["admissions"].append((
+            admission_id, patient_id, ward.ward_id, ts(minute, start), admission_type,
+            location_names[int(rng.choice(len(location_names), p=location_p))], day,
+        ))
+        tables["transfers"].append((
+            next_id("transfer", 7), admission_id, patient_id, "admit", None, ward.ward_id,
+            ts(minute, start), day,
+        ))
+        tables["diagnoses"].extend(self._diagnoses(rng, admission_id, specialty_name, day, age))
+        if patient.plan[0][0] < (day + 1) * MINUTES_PER_DAY:
+            heapq.heappush(events, (patient.plan[0][0], -admission_id, "step", admission_id))
+
+    def _new_inpatient(
+        self, rng: np.random.Generator, admission_id: int, patient_id: int, ward_id: int,
+        admitted: int, plan: list[list[int]], death_risk: float,
+    ) -> Inpatient:
+        names, weights = zip(*DISCHARGE_LOCATIONS, strict=True)
+        location = names[int(rng.choice(len(names), p=np.array(weights) / sum(weights)))]
+        return Inpatient(admission_id, patient_id, ward_id, admitted, plan,
+                         bool(rng.random() < death_risk), location)
+
+    def _length_of_stay(self, rng: np.random.Generator, specialty: Specialty, admission_type: str) -> int:
+        mean = specialty.mean_stay_days
+        if admission_type == "OBSERVATION":
+            mean = min(OBSERVATION_MAX_DAYS / 2, mean * 0.35)
+        elif admission_type == "SURGICAL SAME DAY":
+            mean = 0.6
+        sigma = 0.8
+        days = rng.lognormal(math.log(mean) - sigma**2 / 2, sigma)
+        if admission_type == "OBSERVATION":
+            days = min(days, OBSERVATION_MAX_DAYS)
+        return max(240, int(days * MINUTES_PER_DAY))
+
+    def _diagnoses(
+        self, rng: np.random.Generator, admission_id: int, specialty: str, day: int, age: float,
+    ) -> list[tuple[Any, ...]]:
+        date = self.config.date_of(day)
+        primary_pool = list(self.codes_by_category[specialty])
+        if specialty in ("medicine", "paediatrics") and rng.random() < (_flu_factor(date) - 1) * 2:
+            primary_pool = self.codes_by_category["respiratory"]
+        if specialty == "medicine" and rng.random() < _covid_factor(date) / (1 + _covid_factor(date)):
+            primary_pool = self.codes_by_category["covid"]
+        codes = [primary_pool[int(rng.integers(len(primary_pool)))]]
+        secondary = self.codes_by_category["comorbidity"] + self.codes_by_category[specialty]
+        for _ in range(int(rng.poisson(3.0 + max(0.0, age) / 10))):
+            code = secondary[int(rng.integers(len(secondary)))]
+            if code not in codes:
+                codes.append(code)
+        return [(admission_id, seq, code, day) for seq, code in enumerate(codes, start=1)]
+
+    def _select_streamed(self, transfers: list[tuple[Any, ...]], day: int) -> list[list[tuple[Any, ...]]]:
+        """Three transfers from each fifth of the day, spread evenly, in event-time order."""
+        ordered = sorted(transfers, key=lambda row: (row[6], row[0]))
+        slots: list[list[tuple[Any, ...]]] = [[] for _ in range(STREAM_SLOTS_PER_DAY)]
+        day_start = dt.datetime.combine(self.config.date_of(day), dt.time(), SAST)
+        for row in ordered:
+            minute = (dt.datetime.fromisoformat(row[6]) - day_start).total_seconds() / 60
+            slot = min(STREAM_SLOTS_PER_DAY - 1, max(0, int(minute * STREAM_SLOTS_PER_DAY // MINUTES_PER_DAY)))
+            slots[slot].append(row)
+        chosen = []
+        for rows in slots:
+            if len(rows) <= TRANSFERS_PER_SLOT:
+                chosen.append(rows)
+            else:
+                picks = np.linspace(0, len(rows) - 1, TRANSFERS_PER_SLOT).round().astype(int)
+                chosen.append([rows[i] for i in picks])
+        return chosen
+
+
+TABLE_ORDER = (
+    "icd10_codes", "wards", "patients", "staff", "staff_assignments", "staff_assignment_ends",
+    "staff_retirements", "bed_requests", "admissions", "transfers", "admission_discharges", "diagnoses",
+)
+
+
+def _birthday(birth: dt.date, age: int) -> dt.date:
+    """The date someone turns ``age`` (29 February birthdays fall on 1 March in other years)."""
+    try:
+        return birth.replace(year=birth.year + age)
+    except ValueError:
+        return dt.date(birth.year + age, 3, 1)
+
+
+def _arrival_minute(rng: np.random.Generator) -> int:
+    """Emergency arrivals: fewest around 04:00, most between 10:00 and 20:00."""
+    hour_weights = np.array([3, 2, 2, 2, 2, 2, 3, 4, 6, 7, 8, 8, 8, 8, 8, 8, 8, 8, 8, 7, 6, 5, 4, 3], float)
+    hour = rng.choice(24, p=hour_weights / hour_weights.sum())
+    return int(hour * 60 + rng.integers(60))
+
+
+def _flu_factor(date: dt.date) -> float:
+    """Southern-hemisphere influenza season: extra medical demand peaking in mid-June."""
+    distance = min(abs(date.timetuple().tm_yday - 167), 365 - abs(date.timetuple().tm_yday - 167))
+    return 1 + 0.22 * math.exp(-((distance / 40) ** 2))
+
+
+def _covid_factor(date: dt.date) -> float:
+    return sum(a * math.exp(-(((date - c).days / w) ** 2)) for c, w, a in COVID_WAVES)
+
+
+def iter_days(config: HospitalConfig, days: int, state: HospitalState | None = None) -> Iterator[DayRecords]:
+    """Simulate ``days`` days from ``state`` (default: the start)."""
+    hospital = Hospital(config)
+    state = state or HospitalState()
+    for day in range(state.next_day, state.next_day + days):
+        records = hospital.simulate_day(state, day)
+        state = records.state
+        yield records

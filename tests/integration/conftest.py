@@ -1,0 +1,67 @@
+"""Fixtures that start the real embedded stack (Tansu broker + PostgreSQL) on free ports."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from hospital_stream import stack
+from hospital_stream.settings import Settings
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _stack_settings(home: Path) -> Settings:
+    return Settings.from_env({
+        "HOSPITAL_HOME": str(home),
+        "HOSPITAL_KAFKA_URL": f"kafka://127.0.0.1:{free_port()}",
+        "HOSPITAL_DATABASE_URL": f"postgresql://hospital@127.0.0.1:{free_port()}/hospital",
+    })
+
+
+def _traversable_tempdir() -> Path:
+    # pytest's tmp_path lives under /tmp/pytest-of-USER (mode 700); when the tests run as root,
+    # PostgreSQL runs as an unprivileged user that could not reach a data folder there.
+    base = Path(tempfile.mkdtemp(prefix="hospital-stream-test-"))
+    base.chmod(0o755)
+    return base
+
+
+@pytest.fixture(scope="session")
+def embedded_stack() -> Iterator[Settings]:
+    """Settings of a running embedded stack shared by the session (stopped at the end)."""
+    base = _traversable_tempdir()
+    settings = _stack_settings(base / "home")
+    try:
+        stack.up(settings)
+        yield settings
+    finally:
+        stack.down(settings)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def new_stack_settings() -> Iterator[Callable[[], Settings]]:
+    """A factory of Settings for extra stacks (own home, own ports), stopped after the test."""
+    made: list[tuple[Path, Settings]] = []
+
+    def make() -> Settings:
+        base = _traversable_tempdir()
+        settings = _stack_settings(base / "home")
+        made.append((base, settings))
+        return settings
+
+    yield make
+    for base, settings in made:
+        stack.down(settings)
+        shutil.rmtree(base, ignore_errors=True)
