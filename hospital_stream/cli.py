@@ -1,3 +1,424 @@
-"""Admin commands (placeholder until written)."""
+"""Admin commands: ``hospital-stream stack|run|db|status|validate|export``.
+
+Errors meant for people (:class:`HospitalStreamError`) print as one line and exit 1; click's
+own usage errors exit 2. Nothing here imports the Faust app until ``run`` needs it, so the
+other commands start fast and never touch Kafka unless they must.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import functools
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import click
+from psycopg import sql
+
+from hospital_stream import db, stack
+from hospital_stream.errors import ConfigError, HospitalStreamError
+from hospital_stream.settings import Settings, documented_settings, parse_speed
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _settings(**overrides: Any) -> Settings:
+    return Settings.from_env().replace(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def friendly_errors(fun: F) -> F:
+    """Turn the project's errors into one line on stderr and exit status 1."""
+
+    @functools.wraps(fun)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fun(*args, **kwargs)
+        except HospitalStreamError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="hospital-stream")
 def main() -> None:
-    raise SystemExit("not yet")
+    """A simulated state hospital streamed through Kafka and Faust into PostgreSQL.
+
+    Every setting comes from HOSPITAL_* environment variables (see `hospital-stream settings`);
+    with none set, everything runs on the embedded local stack.
+    """
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+# --- the embedded stack ---------------------------------------------------------------------
+
+@main.group("stack")
+def stack_group() -> None:
+    """Start, stop and inspect the embedded broker and PostgreSQL (127.0.0.1 only)."""
+
+
+@stack_group.command("up")
+@friendly_errors
+def stack_up() -> None:
+    """Start the embedded broker and PostgreSQL if they are not running."""
+    settings = _settings()
+    _require_embedded(settings)
+    started = stack.up(settings)
+    db.migrate(settings.database_url)
+    click.echo(f"started: {', '.join(started)}" if started else "already running")
+    _print_stack(settings)
+
+
+@stack_group.command("down")
+@friendly_errors
+def stack_down() -> None:
+    """Stop the embedded broker and PostgreSQL (the data stays under HOSPITAL_HOME)."""
+    stopped = stack.down(_settings())
+    click.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+@stack_group.command("status")
+@friendly_errors
+def stack_status() -> None:
+    """Show whether the embedded services run, where, and their logs."""
+    _print_stack(_settings())
+
+
+@stack_group.command("env")
+@friendly_errors
+def stack_env() -> None:
+    """Print `export HOSPITAL_...` lines: eval "$(hospital-stream stack env)"."""
+    for line in stack.env_lines(_settings()):
+        click.echo(line)
+
+
+def _print_stack(settings: Settings) -> None:
+    for name, service in stack.status(settings).items():
+        state = f"running (pid {service.pid})" if service.running else "stopped"
+        click.echo(f"{name:9} {state:22} {service.address:24} log: {service.log_file}")
+
+
+def _require_embedded(settings: Settings) -> None:
+    if not settings.embedded:
+        raise ConfigError("HOSPITAL_EMBEDDED=false: the broker and PostgreSQL are not ours to start")
+
+
+# --- database -------------------------------------------------------------------------------
+
+@main.group("db")
+def db_group() -> None:
+    """Schema migrations."""
+
+
+@db_group.command("migrate")
+@friendly_errors
+def db_migrate() -> None:
+    """Apply pending sql/NNNN_*.sql migrations in order."""
+    applied = db.migrate(_settings().database_url)
+    click.echo("applied: " + ", ".join(applied) if applied else "schema is up to date")
+
+
+@main.command("settings")
+def show_settings() -> None:
+    """List every HOSPITAL_* setting with its default and current value."""
+    current = Settings.from_env().to_env()
+    for name, default, doc in documented_settings():
+        value = _hide_password(current[name])
+        click.echo(f"{name}={value}\n    default {default!r}: {doc}")
+
+
+def _hide_password(url: str) -> str:
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
+
+
+# --- run ------------------------------------------------------------------------------------
+
+class _Speed(click.ParamType):
+    name = "speed"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float | None:
+        if value is None or isinstance(value, float):
+            return value
+        try:
+            return parse_speed(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+@main.command("run")
+@click.option("--days", type=click.IntRange(min=1), help="Simulated days to add, then exit 0.")
+@click.option("--speed", type=_Speed(), help="Speed factor (1 = real schedule) or 'max'.")
+@click.option("--seed", type=click.IntRange(min=0), help="Simulation seed (a new run needs --reset).")
+@click.option("--reset", is_flag=True, help="Delete everything stored and start again at day 0.")
+@click.option("--loglevel", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",
+              show_default=True, help="The worker's log level.")
+@friendly_errors
+def run(days: int | None, speed: float | None, seed: int | None, reset: bool, loglevel: str) -> None:
+    """Run the worker in this process: simulate, stream and store until --days are stored.
+
+    Starts the embedded broker and PostgreSQL when they are not running, and stops what it
+    started when it ends (Ctrl-C stops it cleanly). Running again resumes where it stopped.
+    """
+    settings = _settings(seed=seed)
+    if speed is not None or "HOSPITAL_SPEED" not in os.environ:
+        settings = settings.replace(speed=speed)
+    started: list[str] = []
+    try:
+        if settings.embedded:
+            started = stack.up(settings)
+            if reset and "broker" not in started:
+                stack.down(settings, only=["broker"])  # forget the old run's messages
+                stack.up(settings)
+        db.migrate(settings.database_url)
+        with db.connect(settings.database_url, autocommit=True) as conn:
+            if reset:
+                db.reset(conn)
+            _check_run_settings(conn, settings)
+            first_day = db.last_complete_day(conn) + 1
+        end_day = settings.schedule_days if days is None else min(settings.schedule_days, first_day + days)
+        if first_day >= end_day:
+            click.echo(f"the schedule ends at day {settings.schedule_days}: nothing left to run")
+            return
+        settings = settings.replace(run_until_day=end_day)
+        reached = _run_worker(settings, first_day, end_day, loglevel)
+    finally:
+        if started:
+            stack.down(settings, only=list(reversed(started)))
+    if days is not None and not reached:
+        raise click.exceptions.Exit(1)
+
+
+def _check_run_settings(conn: Any, settings: Settings) -> None:
+    from hospital_stream.sim import HospitalConfig
+
+    row = conn.execute("SELECT config FROM simulation").fetchone()
+    wanted = HospitalConfig.from_settings(settings).to_json()
+    if row and row[0] != wanted:
+        changed = ", ".join(f"{k}: stored {row[0].get(k)!r}, asked {v!r}"
+                            for k, v in wanted.items() if row[0].get(k) != v)
+        raise ConfigError(f"the database holds a run with other settings ({changed}); "
+                          "add --reset to start over")
+
+
+def _run_worker(settings: Settings, first_day: int, end_day: int, loglevel: str) -> bool:
+    """Run the Faust worker in-process until ``end_day`` is stored or it is stopped."""
+    os.environ.update(settings.to_env())
+    from faust.worker import Worker
+
+    from hospital_stream.app import app
+
+    progress = _Progress(settings, first_day, end_day)
+    worker = Worker(app, progress.service, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker.spinner = None  # our own progress lines instead
+    # Faust warns whenever its producer buffer holds over 100 messages: normal backpressure here.
+    logging.getLogger("faust.transport.producer").setLevel(logging.ERROR)
+    click.echo(f"simulating days {first_day}..{end_day - 1} at speed {settings.speed or 'max'}; "
+               f"web view {settings.web_url}occupancy/ and {settings.web_url}staff/; Ctrl-C stops")
+    try:
+        worker.execute_from_commandline()
+    except SystemExit:
+        pass
+    return progress.summary()
+
+
+class _Progress:
+    """Prints progress from PostgreSQL and stops the worker when the last day is stored."""
+
+    def __init__(self, settings: Settings, first_day: int, end_day: int) -> None:
+        from mode import Service
+
+        outer = self
+
+        class Monitor(Service):
+            @Service.timer(2.0)
+            async def _report(self) -> None:
+                await asyncio.to_thread(outer.report)
+
+        self.service = Monitor()
+        self.settings, self.first_day, self.end_day = settings, first_day, end_day
+        self.started = time.monotonic()
+        self.last_day = first_day - 1
+        self.stop_sent = False
+
+    def report(self) -> None:
+        try:
+            with db.connect(self.settings.database_url) as conn:
+                self.last_day = db.last_complete_day(conn)
+        except HospitalStreamError as exc:
+            click.echo(f"progress unavailable: {exc}", err=True)
+            return
+        done = self.last_day - self.first_day + 1
+        rate = done / max(time.monotonic() - self.started, 1e-9)
+        total = self.end_day - self.first_day
+        date = self.settings.start_date + dt.timedelta(days=self.last_day)
+        click.echo(f"{done}/{total} days stored, through day {self.last_day} ({date}), {rate:.2f} days/s")
+        if self.last_day >= self.end_day - 1 and not self.stop_sent:
+            self.stop_sent = True
+            os.kill(os.getpid(), signal.SIGTERM)  # the worker's own clean shutdown
+
+    def summary(self) -> bool:
+        self.report()
+        elapsed = time.monotonic() - self.started
+        with db.connect(self.settings.database_url) as conn:
+            counts = db.table_row_counts(conn)
+        reached = self.last_day >= self.end_day - 1
+        verb = "stored" if reached else "stopped after"
+        click.echo(f"{verb} day {self.last_day} in {elapsed:.1f} s; rows: "
+                   + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+        return reached
+
+
+# --- inspection -----------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _database(settings: Settings) -> Iterator[Any]:
+    """A connection to the run's database; on the embedded stack, PostgreSQL is started for
+    the command if it is not running (and stopped again afterwards)."""
+    started = stack.up(settings, only=["postgres"]) if settings.embedded else []
+    try:
+        with db.connect(settings.database_url) as conn:
+            db.require_schema(conn)
+            yield conn
+    finally:
+        if started:
+            stack.down(settings, only=started)
+
+
+@main.command("status")
+@friendly_errors
+def status() -> None:
+    """Simulated date, days stored, rows per table, stream/batch counts, lag, dead letters."""
+    settings = _settings()
+    with _database(settings) as conn:
+        last_day = db.last_complete_day(conn)
+        run = conn.execute("SELECT run_id, config FROM simulation").fetchone()
+        date = conn.execute("SELECT sim_date FROM sim_days WHERE sim_day = %s", (last_day,)).fetchone()
+        counts = db.table_row_counts(conn)
+        stream = conn.execute(
+            "SELECT count(*) FILTER (WHERE seen_in_stream), count(*) FILTER (WHERE seen_in_batch),"
+            " count(*) FILTER (WHERE seen_in_stream AND seen_in_batch) FROM transfers"
+        ).fetchone()
+        dead = conn.execute("SELECT count(*) FROM dead_letters").fetchone()
+        size = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+    if run is None:
+        click.echo("no run yet: `hospital-stream run --days 30 --speed max` starts one")
+    else:
+        click.echo(f"run {run[0]} (seed {run[1]['seed']}, {run[1]['beds']} beds)")
+    click.echo(f"simulated date   {date[0] if date else '-'} (day {last_day} of {settings.schedule_days})")
+    click.echo(f"days stored      {last_day + 1}")
+    click.echo(f"database size    {size[0] / 1e6:,.1f} MB" if size else "")
+    for table, count in counts.items():
+        click.echo(f"  {table:18} {count:>12,}")
+    assert stream is not None and dead is not None
+    click.echo(f"transfers        streamed {stream[0]:,}, in batches {stream[1]:,}, both {stream[2]:,}")
+    click.echo(f"dead letters     {dead[0]:,}")
+    click.echo(f"consumer lag     {_consumer_lag(settings)}")
+
+
+def _consumer_lag(settings: Settings) -> str:
+    """Messages not yet committed by the worker's consumer group, per topic."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.errors import KafkaError
+
+    async def lag() -> str:
+        bootstrap = "{}:{}".format(*settings.kafka_address)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+        await admin.start()
+        await consumer.start()
+        try:
+            committed = await admin.list_consumer_group_offsets(settings.app_id)
+            ends = await consumer.end_offsets(list(committed)) if committed else {}
+        finally:
+            await consumer.stop()
+            await admin.close()
+        per_topic: dict[str, int] = {}
+        for tp, meta in committed.items():
+            if tp.topic.startswith("hospital."):
+                per_topic[tp.topic] = per_topic.get(tp.topic, 0) + max(0, ends[tp] - meta.offset)
+        return ", ".join(f"{t} {n:,}" for t, n in sorted(per_topic.items())) or "no committed offsets"
+
+    try:
+        socket.create_connection(settings.kafka_address, timeout=2).close()
+    except OSError:
+        return f"unknown: no broker answers at {settings.kafka_url}"
+    try:
+        return asyncio.run(asyncio.wait_for(lag(), 10))
+    except (KafkaError, OSError, TimeoutError) as exc:
+        return f"unknown: the broker at {settings.kafka_url} did not answer ({type(exc).__name__})"
+
+
+@main.command("validate")
+@friendly_errors
+def validate() -> None:
+    """Check the stored data's invariants; exit 1 with a report if any fails."""
+    from hospital_stream.validate import run_checks
+
+    with _database(_settings()) as conn:
+        day, outcomes = run_checks(conn)
+    if day < 0:
+        raise click.ClickException("no complete day stored yet: nothing to validate")
+    click.echo(f"validating days 0..{day}")
+    for outcome in outcomes:
+        mark = "ok  " if outcome.ok else "FAIL"
+        click.echo(f"{mark} {outcome.check.name}: {outcome.check.description}"
+                   + ("" if outcome.ok else f" -- {outcome.violations:,} violations"))
+        for row in outcome.sample:
+            click.echo(f"       e.g. {row}")
+    failed = [o for o in outcomes if not o.ok]
+    if failed:
+        click.echo(f"{len(failed)} of {len(outcomes)} checks failed", err=True)
+        raise click.exceptions.Exit(1)
+    click.echo(f"all {len(outcomes)} checks passed")
+
+
+@main.command("export")
+@click.option("--format", "fmt", type=click.Choice(["csv"]), default="csv", show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder to write one file per table into (created if missing).")
+@click.option("--tables", help="Comma-separated tables (default: all).")
+@friendly_errors
+def export(fmt: str, out_dir: Path, tables: str | None) -> None:
+    """Write tables as CSV files with a header row, via COPY ... TO STDOUT."""
+    chosen = db.DATA_TABLES if not tables else tuple(t.strip() for t in tables.split(",") if t.strip())
+    unknown = sorted(set(chosen) - set(db.DATA_TABLES))
+    if unknown:
+        raise ConfigError(f"unknown table {', '.join(unknown)}; choose from {', '.join(db.DATA_TABLES)}")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"cannot write to {out_dir}: {exc.strerror}") from exc
+    with _database(_settings()) as conn:
+        for table in chosen:
+            started, size = time.monotonic(), 0
+            path = out_dir / f"{table}.{fmt}"
+            query = sql.SQL("COPY (SELECT * FROM {} ORDER BY 1) TO STDOUT WITH (FORMAT csv, HEADER)").format(
+                sql.Identifier(table))
+            with path.open("wb") as handle, conn.cursor() as cur:
+                with cur.copy(query) as copy:
+                    for block in copy:
+                        handle.write(block)
+                        size += len(block)
+                rows = cur.rowcount
+            click.echo(f"{path}: {rows:,} rows, {size / 1e6:,.1f} MB in {time.monotonic() - started:.1f} s")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -313,7 +313,8 @@ class OccupancyChange(faust.Record, serializer="json"):
 
     ``moves`` holds ``[admission_id, patient_id, +1 | -1]`` in event-time order.
     A ``batch`` change holds the ward's whole day and closes it; a ``stream`` change is one
-    live event (``transfer_id``) shown on top of the last closed day until its batch arrives.
+    live event (``transfer_id``) shown on top of the last closed day until its batch arrives;
+    a ``snapshot`` holds everyone in the ward at the end of ``day`` (see state.snapshot_changes).
     """
 
     ward_id: int
@@ -324,14 +325,16 @@ class OccupancyChange(faust.Record, serializer="json"):
 
 
 class StaffChange(faust.Record, serializer="json"):
-    """An assignment of one staff member starting or ending."""
+    """A staff member hired or retiring, or one of their ward assignments starting or ending."""
 
     staff_id: int
     assignment_id: int
-    change: str
+    change: str  # hire | start | end | retire | snapshot
     ward_id: int = 0
     shift: str = ""
     on: str = ""
+    role: str = ""
+    specialty: str = ""
 
 
 class WardCensus(faust.Record, serializer="json"):

@@ -133,7 +133,8 @@ class Settings:
     )
     beds: int = _field("BEDS", "1200", _parse_positive_int, "staffed beds of the hospital")
     population: int = _field(
-        "POPULATION", "200000", _parse_positive_int, "people in the catchment population",
+        "POPULATION", "1800000", _parse_positive_int,
+        "people in the catchment population (stored as the patients table on day 0)",
     )
     max_unsunk_days: int = _field(
         "MAX_UNSUNK_DAYS", "3", _parse_positive_int,
@@ -146,6 +147,11 @@ class Settings:
     sink_flush_seconds: float = _field(
         "SINK_FLUSH_SECONDS", "0.5", _parse_positive_float,
         "longest time a record waits in the sink's buffer",
+    )
+
+    db_outage_seconds: float = _field(
+        "DB_OUTAGE_SECONDS", "600", _parse_positive_float,
+        "how long the sink keeps retrying an unreachable PostgreSQL before the worker stops",
     )
 
     @classmethod

@@ -215,6 +215,7 @@ class StaffMember:
     ward_id: int
     shift: str
     assignment_id: int
+    since: int  # proleptic ordinal of the assignment's first day
 
 
 @dataclasses.dataclass
@@ -241,7 +242,7 @@ def _state_to_json(state: HospitalState) -> dict[str, Any]:
             for p in state.inpatients.values()
         ],
         "staff": [
-            [s.staff_id, s.role, s.specialty, s.birth_date, s.ward_id, s.shift, s.assignment_id]
+            [s.staff_id, s.role, s.specialty, s.birth_date, s.ward_id, s.shift, s.assignment_id, s.since]
             for s in state.staff.values()
         ],
     }
@@ -318,6 +319,7 @@ class Population:
         self.birth_ordinal = (start_ordinal - age_days).astype(np.int64)
         self.female = rng.random(n) < 0.51
         self.age_years = age_days / 365.25
+        self.id_sequence = _unique_sequence_numbers(self.birth_ordinal, self.female, rng)
         self._eligibility: dict[str, np.ndarray] = {}
 
     def sample(self, rng: np.random.Generator, specialty: str, k: int) -> np.ndarray:
@@ -370,7 +372,7 @@ class Population:
         number = rng.integers(1, 400, n)
         postcode = rng.integers(1, 9999, n)
         citizen = rng.random(n) < 0.93
-        ids = national_ids(births, female, citizen, rng)
+        ids = national_ids(births, self.id_sequence[start:stop], citizen)
         rows = []
         for i in range(n):
             pool = pools[pool_of[i]]
@@ -413,14 +415,39 @@ def luhn_check_digit(digits: np.ndarray) -> np.ndarray:
     return (10 - total % 10) % 10
 
 
-def national_ids(
-    birth_ordinal: np.ndarray, female: np.ndarray, citizen: np.ndarray, rng: np.random.Generator
-) -> list[str]:
+def _yymmdd(birth_ordinal: np.ndarray) -> np.ndarray:
+    """The YYMMDD of proleptic ordinals, as integers."""
+    days = (np.asarray(birth_ordinal) - 1).astype("timedelta64[D]") + np.datetime64("0001-01-01")
+    years = days.astype("datetime64[Y]").astype(np.int64) + 1970
+    months = days.astype("datetime64[M]")
+    month_number = months.astype(np.int64) % 12 + 1
+    day_number = (days - months.astype("datetime64[D]")).astype(np.int64) + 1
+    return (years % 100) * 10000 + month_number * 100 + day_number
+
+
+def _unique_sequence_numbers(
+    birth_ordinal: np.ndarray, female: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """The SSSS digits of each ID number: 0000-4999 for women, 5000-9999 for men, never the
+    same for two people whose numbers share YYMMDD (born the same day, or a century apart)."""
+    n = len(birth_ordinal)
+    group = _yymmdd(birth_ordinal) * 2 + np.where(female, 0, 1)
+    order = np.argsort(group, kind="stable")
+    starts = np.r_[0, np.flatnonzero(np.diff(group[order])) + 1]
+    sizes = np.diff(np.r_[starts, n])
+    if n and sizes.max() > 5000:
+        raise ValueError("more than 5,000 people of one sex share a birth date")
+    rank = np.arange(n) - np.repeat(starts, sizes)
+    offset = np.repeat(rng.integers(0, 5000, len(starts)), sizes)
+    sequence = np.empty(n, dtype=np.int64)
+    sequence[order] = (offset + rank * 2919) % 5000  # 2919 is coprime to 5000: no repeats
+    return sequence + np.where(female, 0, 5000)
+
+
+def national_ids(birth_ordinal: np.ndarray, sequence: np.ndarray, citizen: np.ndarray) -> list[str]:
     """Valid 13-digit South African ID numbers: YYMMDD SSSS C A Z."""
     n = len(birth_ordinal)
-    dates = [dt.date.fromordinal(int(o)) for o in birth_ordinal]
-    yymmdd = np.array([(d.year % 100) * 10000 + d.month * 100 + d.day for d in dates])
-    sequence = rng.integers(0, 5000, n) + np.where(female, 0, 5000)
+    yymmdd = _yymmdd(birth_ordinal)
     digits = np.zeros((n, 12), dtype=np.int64)
     for position, (value, width) in enumerate(((yymmdd, 6), (sequence, 4))):
         offset = 0 if position == 0 else 6
@@ -524,16 +551,16 @@ class Hospital:
         pool = pools[int(rng.integers(len(pools)))]
         female = rng.random() < (0.8 if role == "nurse" else 0.5)
         firsts = pool.first_female if female else pool.first_male
-        member = StaffMember(staff_id, role, specialty, birth, ward_id, shift, assignment_id)
-        state.staff[staff_id] = member
         start = self.config.start_date
+        starts_on = max(hired, start.toordinal() + day)
+        member = StaffMember(staff_id, role, specialty, birth, ward_id, shift, assignment_id, starts_on)
+        state.staff[staff_id] = member
         hired_on = dt.date.fromordinal(hired).isoformat()
         tables["staff"].append((
             staff_id, role, specialty, firsts[int(rng.integers(len(firsts)))],
             pool.last[int(rng.integers(len(pool.last)))], dt.date.fromordinal(birth).isoformat(),
             hired_on, day,
         ))
-        starts_on = max(hired, start.toordinal() + day)
         tables["staff_assignments"].append((
             assignment_id, staff_id, ward_id, shift, dt.date.fromordinal(starts_on).isoformat(), day,
         ))
@@ -607,6 +634,7 @@ class Hospital:
                 tables["staff_assignment_ends"].append((member.assignment_id, member.staff_id, yesterday))
                 member.assignment_id = make_id(day, len(tables["staff_assignments"]) + 1)
                 member.ward_id = ward_id
+                member.since = today.toordinal()
                 tables["staff_assignments"].append((
                     member.assignment_id, member.staff_id, ward_id, member.shift, today.isoformat(), day,
                 ))
@@ -685,6 +713,9 @@ class Hospital:
                 else:
                     patient.delays += 1
                     patient.plan[0][0] = minute + 240  # wait four hours for a bed
+            if patient.admission_id in state.inpatients:
+                # a step planned before a delayed move happens right after it, never before
+                patient.plan[0][0] = max(patient.plan[0][0], minute)
             if patient.admission_id in state.inpatients and patient.plan[0][0] < day_end:
                 order += 1
                 heapq.heappush(events, (patient.plan[0][0], order, "step", patient.admission_id))

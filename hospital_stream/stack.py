@@ -95,31 +95,34 @@ class _PgUser:
 # public API
 
 
-def up(settings: Settings) -> list[str]:
-    """Start whichever of PostgreSQL and the broker is not running; return the names started."""
+def up(settings: Settings, only: Iterable[str] | None = None) -> list[str]:
+    """Start whichever of PostgreSQL and the broker (or of ``only``) is not running; return
+    the names started."""
+    names = _service_names(only)
     paths = _paths(settings)
     _make_dirs(paths.home)
-    started = []
+    starters = {"postgres": _up_postgres, "broker": _up_broker}
     with _locked(paths):
-        if _up_postgres(settings, paths):
-            started.append("postgres")
-        if _up_broker(settings, paths):
-            started.append("broker")
-    return started
+        return [name for name in SERVICES if name in names and starters[name](settings, paths)]
 
 
 def down(settings: Settings, only: Iterable[str] | None = None) -> list[str]:
     """Stop our services (default: PostgreSQL, then the broker); return the names stopped."""
-    names = list(dict.fromkeys(SERVICES if only is None else only))
-    unknown = [name for name in names if name not in SERVICES]
-    if unknown:
-        raise StackError(f"unknown service {unknown[0]!r}; expected one of {', '.join(SERVICES)}")
+    names = _service_names(only)
     paths = _paths(settings)
     if not paths.home.is_dir():
         return []
     stoppers = {"postgres": _down_postgres, "broker": _down_broker}
     with _locked(paths):
         return [name for name in names if stoppers[name](paths)]
+
+
+def _service_names(only: Iterable[str] | None) -> list[str]:
+    names = list(dict.fromkeys(SERVICES if only is None else only))
+    unknown = [name for name in names if name not in SERVICES]
+    if unknown:
+        raise StackError(f"unknown service {unknown[0]!r}; expected one of {', '.join(SERVICES)}")
+    return names
 
 
 def status(settings: Settings) -> dict[str, ServiceStatus]:

@@ -1,0 +1,127 @@
+"""Agents and timers: generate -> topics -> state tables and the PostgreSQL sink.
+
+Dataflow::
+
+    timers (leader only)   stream_live_transfers ──> hospital.transfers.streamed ─┐
+                           produce_daily_batch  ──> hospital.records.batch ──────┤
+                                                                                  │
+    route_hospital_records ──> hospital.occupancy.changes ──> track_ward_occupancy ──> occupancy_by_ward
+                          └──> hospital.staff.changes ─────> track_staff_assignments ─> assignment_by_staff
+    track_ward_occupancy ──> hospital.census.daily ─┐
+    store_records <── streamed + batch + census ────┴──> PostgreSQL (one transaction per buffer)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from hospital_stream import state, topics
+from hospital_stream.app import app, settings
+from hospital_stream.errors import InvalidMessage
+from hospital_stream.generator import Generator
+from hospital_stream.models import (
+    WardCensus,
+    parse_batch_message,
+    parse_streamed_transfer,
+)
+from hospital_stream.sim import HospitalConfig
+from hospital_stream.sink import Incoming, PostgresSink
+from hospital_stream.tables import assignment_by_staff, occupancy_by_ward
+
+logger = logging.getLogger(__name__)
+
+WARDS = {ward.ward_id: ward for ward in HospitalConfig.from_settings(settings).wards}
+
+sink = app.service(PostgresSink(settings, topics.SINK_TOPICS))  # type: ignore[arg-type]
+
+
+_GENERATOR_TOPICS = {
+    "streamed": topics.streamed_transfers, "batch": topics.day_batches,
+    "occupancy": topics.occupancy_changes, "staff": topics.staff_changes,
+}
+
+
+async def _send(kind: str, key: str, value: Any) -> None:
+    await _GENERATOR_TOPICS[kind].send(key=key.encode(), value=value)
+
+
+generator = Generator(settings, _send)
+
+
+@app.timer(interval=generator.schedule.tick_seconds(), on_leader=True)
+async def stream_live_transfers() -> None:
+    """Every 180 s / speed: three live transfers of the current simulated day."""
+    await sink.ready.wait()
+    await generator.stream_step()
+
+
+@app.timer(interval=generator.schedule.tick_seconds(), on_leader=True)
+async def produce_daily_batch() -> None:
+    """Every 900 s / speed: the batch holding one whole simulated day."""
+    await sink.ready.wait()
+    await generator.batch_step()
+
+
+@app.agent(topics.sink_input)
+async def store_records(stream: Any) -> None:
+    """Buffer streamed, batch and census messages; write each buffer in one transaction."""
+    async for events in stream.take_events(settings.sink_buffer_messages, within=settings.sink_flush_seconds):
+        messages = [
+            Incoming(e.message.topic, e.message.partition, e.message.offset, e.message.value)
+            for e in events
+        ]
+        started = time.monotonic()
+        result = await sink.store(messages)
+        logger.info("stored %d messages in %.3f s: %s", len(messages), time.monotonic() - started, result)
+
+
+@app.agent(topics.hospital_records)
+async def route_hospital_records(stream: Any) -> None:
+    """Turn live transfers and batch chunks into per-ward and per-staff changes."""
+    async for event in stream.events():
+        try:
+            if event.message.topic == topics.STREAMED_TRANSFERS:
+                transfer = parse_streamed_transfer(event.value)
+                for change in state.occupancy_changes_for_transfer(transfer):
+                    await topics.occupancy_changes.send(key=str(change.ward_id), value=change)
+                continue
+            batch = parse_batch_message(event.value)
+        except InvalidMessage:
+            continue  # the sink dead-letters it, with the reason
+        table = batch.header.table
+        if table == "transfers":
+            for change in state.occupancy_changes_for_day(batch.header.day, WARDS, batch.rows()):
+                await topics.occupancy_changes.send(key=str(change.ward_id), value=change)
+        elif table in ("staff", "staff_assignments", "staff_assignment_ends", "staff_retirements"):
+            for staff_change in state.staff_changes_for_chunk(table, batch.rows()):
+                await topics.staff_changes.send(key=str(staff_change.staff_id), value=staff_change)
+
+
+@app.agent(topics.occupancy_changes)
+async def track_ward_occupancy(changes: Any) -> None:
+    """Keep ``occupancy_by_ward``; publish each ward's census when its day closes."""
+    async for change in changes:
+        key = str(change.ward_id)
+        ward = occupancy_by_ward.get(key)
+        if ward is None:
+            beds = WARDS[change.ward_id].beds if change.ward_id in WARDS else 0
+            ward = state.new_ward(change.ward_id, beds)
+        updated, closed_day = state.apply_occupancy_change(ward, change)
+        if updated is not ward:
+            occupancy_by_ward[key] = updated
+        if closed_day:
+            census = WardCensus(day=change.day, ward_id=change.ward_id, occupied=len(updated["patients"]))
+            await topics.ward_census.send(key=key.encode(), value=census.dumps())
+
+
+@app.agent(topics.staff_changes)
+async def track_staff_assignments(changes: Any) -> None:
+    """Keep ``assignment_by_staff``: who works where, from hires, assignments and retirements."""
+    async for change in changes:
+        key = str(change.staff_id)
+        current = assignment_by_staff.get(key)
+        updated = state.apply_staff_change(current, change)
+        if updated != current:
+            assignment_by_staff[key] = updated

@@ -1,0 +1,211 @@
+"""The producer side: runs the simulator on a wall-clock schedule and sends its records.
+
+Simulated day ``k`` (counted from the day the worker resumed at) owns a window of
+``900 / speed`` seconds; its five stream slots start every ``180 / speed`` seconds of it and
+each sends three of the day's transfers, and its batch is due when the window ends. Slots
+are computed from one anchor, so a nine-day run at speed 1 does not drift. At speed ``max``
+everything is due at once and only backpressure (days produced but not yet stored) paces it.
+
+PostgreSQL is the system of record: a (re)started generator resumes after the last day that
+is completely stored, from that day's checkpoint. Anything it sends again is skipped by the
+sink's chunk ledger and merges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import math
+import time
+import uuid
+from typing import Any
+
+from hospital_stream import db, sim, state
+from hospital_stream.models import (
+    MAX_MESSAGE_BYTES,
+    encode_chunk,
+    encode_day_close,
+    streamed_transfer_from_row,
+)
+from hospital_stream.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+SECONDS_PER_SLOT = 180.0
+SLOTS_PER_DAY = sim.STREAM_SLOTS_PER_DAY
+SECONDS_PER_DAY = SECONDS_PER_SLOT * SLOTS_PER_DAY
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """Which stream slots and day batches are due, ``elapsed`` seconds after the anchor."""
+
+    speed: float | None
+
+    def slots_due(self, elapsed: float) -> float:
+        """Stream slots due so far (slot n is due at n * slot length)."""
+        if self.speed is None:
+            return math.inf
+        return math.floor(elapsed / (SECONDS_PER_SLOT / self.speed)) + 1
+
+    def days_due(self, elapsed: float) -> float:
+        """Day batches due so far (day k's is due when its window ends)."""
+        if self.speed is None:
+            return math.inf
+        return math.floor(elapsed / (SECONDS_PER_DAY / self.speed))
+
+    def tick_seconds(self) -> float:
+        """How often the timers look at the schedule."""
+        if self.speed is None:
+            return 1.0
+        return min(1.0, SECONDS_PER_SLOT / self.speed / 4)
+
+
+class Generator:
+    """Holds the simulation and the schedule; the agents' timers call its two steps."""
+
+    def __init__(self, settings: Settings, send: Any) -> None:
+        self.settings = settings
+        self.config = sim.HospitalConfig.from_settings(settings)
+        self.schedule = Schedule(settings.speed)
+        #: ``await send(kind, key, value)``, kind: "streamed", "batch", "occupancy" or "staff"
+        self.send = send
+        self.end_day = min(settings.schedule_days, settings.run_until_day or settings.schedule_days)
+        self.lock = asyncio.Lock()
+        self.hospital: sim.Hospital | None = None
+        self.run_id = ""
+        self.state: sim.HospitalState | None = None
+        self.first_day = 0
+        self.anchor = 0.0
+        self.slots_sent = 0  # counted from first_day's slot 0
+        self.days_sent = 0
+        self.current: sim.DayRecords | None = None
+        self.stored_through = -1
+
+    @property
+    def finished(self) -> bool:
+        return self.state is not None and self.first_day + self.days_sent >= self.end_day
+
+    async def resume(self) -> None:
+        """Load the run and the checkpoint after the last complete day from PostgreSQL."""
+        url = self.settings.database_url
+        run_id, last_day, checkpoint = await asyncio.to_thread(self._read_resume_point, url)
+        self.run_id = run_id
+        self.hospital = await asyncio.to_thread(sim.Hospital, self.config)
+        self.state = sim.decode_checkpoint(checkpoint) if checkpoint else sim.HospitalState()
+        self.first_day = last_day + 1
+        self.stored_through = last_day
+        self.anchor = time.monotonic()
+        logger.info("generator resumes at simulated day %d (%s), run %s, speed %s",
+                    self.first_day, self.config.date_of(self.first_day), run_id,
+                    self.settings.speed or "max")
+        if self.first_day > 0:
+            wards = [ward.ward_id for ward in self.config.wards]
+            occupancy, staff = state.snapshot_changes(self.state, last_day, wards)
+            for ward_change in occupancy:
+                await self.send("occupancy", str(ward_change.ward_id), ward_change)
+            for staff_change in staff:
+                await self.send("staff", str(staff_change.staff_id), staff_change)
+
+    def _read_resume_point(self, url: str) -> tuple[str, int, bytes | None]:
+        with db.connect(url) as conn:
+            db.require_schema(conn)
+            run_id = db.ensure_run(conn, uuid.uuid4().hex, self.config.to_json())
+            last_day = db.last_complete_day(conn)
+            checkpoint = db.checkpoint_after(conn, last_day) if last_day >= 0 else None
+            return run_id, last_day, checkpoint
+
+    async def stream_step(self) -> None:
+        """Send the live transfers of every stream slot that is due."""
+        async with self.lock:
+            if self.state is None:
+                await self.resume()
+            due = self.schedule.slots_due(time.monotonic() - self.anchor)
+            budget = self._budget()
+            while (self.slots_sent < due and budget()
+                   and await self._start_day(self.slots_sent // SLOTS_PER_DAY)):
+                await self._send_slot()
+
+    async def batch_step(self) -> None:
+        """Send the batch of every day whose window has ended."""
+        async with self.lock:
+            if self.state is None:
+                await self.resume()
+            due = self.schedule.days_due(time.monotonic() - self.anchor)
+            budget = self._budget()
+            while self.days_sent < due and budget() and await self._start_day(self.days_sent):
+                while self.slots_sent < (self.days_sent + 1) * SLOTS_PER_DAY:
+                    await self._send_slot()  # a day's live transfers always precede its batch
+                await self._send_batch()
+
+    def _budget(self) -> Any:
+        """A step stops starting new work after most of one tick, so timers never overlap
+        (a late slot or day is simply caught up on the next tick)."""
+        deadline = time.monotonic() + self.schedule.tick_seconds() * 0.7
+        return lambda: time.monotonic() < deadline
+
+    async def _start_day(self, index: int) -> bool:
+        """Make sure day ``first_day + index`` is simulated; False while it may not start yet."""
+        day = self.first_day + index
+        if self.current is not None and self.current.day == day:
+            return True
+        if index != self.days_sent:  # the day before has not sent its batch yet
+            return False
+        if day >= self.end_day or not await self._room_for(day):
+            return False
+        assert self.hospital is not None and self.state is not None
+        self.current = await asyncio.to_thread(self.hospital.simulate_day, self.state, day)
+        return True
+
+    async def _room_for(self, day: int) -> bool:
+        """Backpressure: at most ``max_unsunk_days`` days sent but not yet stored."""
+        limit = self.settings.max_unsunk_days
+        deadline = time.monotonic() + self.schedule.tick_seconds() * 0.5
+        while day - self.stored_through > limit:
+            self.stored_through = await asyncio.to_thread(self._stored_through)
+            if day - self.stored_through <= limit or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        return day - self.stored_through <= limit
+
+    def _stored_through(self) -> int:
+        with db.connect(self.settings.database_url) as conn:
+            return db.last_complete_day(conn)
+
+    async def _send_slot(self) -> None:
+        assert self.current is not None
+        for row in self.current.streamed[self.slots_sent % SLOTS_PER_DAY]:
+            transfer = streamed_transfer_from_row(self.run_id, row)
+            await self.send("streamed", str(transfer.admission_id), transfer.dumps())
+        self.slots_sent += 1
+
+    async def _send_batch(self) -> None:
+        records = self.current
+        assert records is not None
+        messages = await asyncio.to_thread(encode_day, self.run_id, records)
+        for message in messages:
+            await self.send("batch", str(records.day), message)
+        self.state = records.state
+        self.days_sent += 1
+        logger.info("sent day %d (%s): %d messages, %d rows", records.day, records.date,
+                    len(messages), sum(records.row_counts().values()))
+
+
+def encode_day(run_id: str, records: sim.DayRecords) -> list[bytes]:
+    """A day's batch as chunk messages followed by the closing message with the checkpoint."""
+    messages = []
+    for table, rows in records.tables.items():
+        # a day's transfers travel in one chunk: the routing agent closes each ward's day on it
+        step = len(rows) or 1 if table == "transfers" else sim.CHUNK_ROWS
+        for start in range(0, len(rows), step):
+            messages.append(encode_chunk(run_id, records.day, len(messages), table, rows[start:start + step]))
+        if table == "transfers" and not rows:
+            messages.append(encode_chunk(run_id, records.day, len(messages), table, []))
+    for message in messages:
+        if len(message) > MAX_MESSAGE_BYTES:
+            raise ValueError(f"day {records.day}: a batch message of {len(message)} bytes is too large")
+    checkpoint = sim.encode_checkpoint(records.state)
+    messages.append(encode_day_close(run_id, records.day, len(messages), records.date,
+                                     records.row_counts(), checkpoint))
+    return messages

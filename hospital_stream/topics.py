@@ -1,0 +1,34 @@
+"""Topic handles. Names follow ``hospital.<entity>.<event>``; every send carries a key."""
+
+from __future__ import annotations
+
+from hospital_stream.app import app, settings
+from hospital_stream.models import OccupancyChange, StaffChange
+
+STREAMED_TRANSFERS = "hospital.transfers.streamed"
+DAY_BATCHES = "hospital.records.batch"
+WARD_CENSUS = "hospital.census.daily"
+OCCUPANCY_CHANGES = "hospital.occupancy.changes"
+STAFF_CHANGES = "hospital.staff.changes"
+
+#: what the sink does with each topic it consumes
+SINK_TOPICS = {STREAMED_TRANSFERS: "streamed", DAY_BATCHES: "batch", WARD_CENSUS: "census"}
+
+_partitions = settings.topic_partitions
+# internal=True: Faust creates these topics with our partition count before it subscribes
+# (a broker that auto-creates a topic on first use would pick its own count).
+
+# External input is read as raw bytes and validated in the agents (see models.py).
+streamed_transfers = app.topic(STREAMED_TRANSFERS, value_serializer="raw", partitions=_partitions, internal=True)
+day_batches = app.topic(DAY_BATCHES, value_serializer="raw", partitions=_partitions, internal=True)
+ward_census = app.topic(WARD_CENSUS, value_serializer="raw", partitions=_partitions, internal=True)
+#: what the sink consumes: live transfers, batches and the census, as one stream
+sink_input = app.topic(*SINK_TOPICS, value_serializer="raw", partitions=_partitions, internal=True)
+#: what the routing agent reads: everything that moves patients or staff
+hospital_records = app.topic(
+    STREAMED_TRANSFERS, DAY_BATCHES, value_serializer="raw", partitions=_partitions, internal=True
+)
+# Re-keyed internal topics: one ward's (or one staff member's) changes stay in one partition,
+# the partition that also holds that key's table entry.
+occupancy_changes = app.topic(OCCUPANCY_CHANGES, value_type=OccupancyChange, partitions=_partitions, internal=True)
+staff_changes = app.topic(STAFF_CHANGES, value_type=StaffChange, partitions=_partitions, internal=True)
