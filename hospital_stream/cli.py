@@ -348,7 +348,7 @@ def _consumer_lag(settings: Settings) -> str:
             await admin.close()
         per_topic: dict[str, int] = {}
         for tp, meta in committed.items():
-            if tp.topic.startswith("hospital."):
+            if tp.topic.startswith(settings.topic_prefix + "."):
                 per_topic[tp.topic] = per_topic.get(tp.topic, 0) + max(0, ends[tp] - meta.offset)
         return ", ".join(f"{t} {n:,}" for t, n in sorted(per_topic.items())) or "no committed offsets"
 

@@ -28,22 +28,32 @@ def _parse_bool(text: str) -> bool:
     raise ValueError("expected true/false, yes/no, on/off or 1/0")
 
 
+def _whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError("must be a whole number") from None
+
+
 def _parse_positive_int(text: str) -> int:
-    value = int(text)
+    value = _whole_number(text)
     if value < 1:
         raise ValueError("must be a whole number of at least 1")
     return value
 
 
 def _parse_non_negative_int(text: str) -> int:
-    value = int(text)
+    value = _whole_number(text)
     if value < 0:
         raise ValueError("must be a whole number of at least 0")
     return value
 
 
 def _parse_positive_float(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("must be a number") from None
     if not value > 0:
         raise ValueError("must be a number above 0")
     return value
@@ -57,6 +67,19 @@ def parse_speed(text: str) -> float | None:
         return _parse_positive_float(text)
     except ValueError as exc:
         raise ValueError("must be a number above 0 or 'max'") from exc
+
+
+def _parse_date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise ValueError("must be a date like 2020-01-01") from None
+
+
+def _parse_name(text: str) -> str:
+    if not text or not all(c.isalnum() or c in "-_" for c in text):
+        raise ValueError("use letters, digits, '-' and '_' only")
+    return text
 
 
 def _parse_optional_day(text: str) -> int | None:
@@ -105,8 +128,13 @@ class Settings:
         "false: a real Kafka cluster and PostgreSQL server",
     )
     app_id: str = _field(
-        "APP_ID", "hospital-stream", str,
+        "APP_ID", "hospital-stream", _parse_name,
         "Faust app id: consumer group and prefix of changelog topics",
+    )
+    topic_prefix: str = _field(
+        "TOPIC_PREFIX", "hospital", _parse_name,
+        "first part of every topic name (<prefix>.transfers.streamed, ...): runs sharing a broker "
+        "with different prefixes never see each other's messages",
     )
     topic_partitions: int = _field(
         "TOPIC_PARTITIONS", "1", _parse_positive_int,
@@ -116,7 +144,7 @@ class Settings:
     web_port: int = _field("WEB_PORT", "6066", _parse_positive_int, "port of the worker's web view")
     seed: int = _field("SEED", "2020", _parse_non_negative_int, "simulation seed")
     start_date: dt.date = _field(
-        "START_DATE", "2020-01-01", dt.date.fromisoformat, "first simulated day",
+        "START_DATE", "2020-01-01", _parse_date, "first simulated day",
     )
     schedule_days: int = _field(
         "SCHEDULE_DAYS", "864", _parse_positive_int,

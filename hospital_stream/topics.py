@@ -1,15 +1,17 @@
-"""Topic handles. Names follow ``hospital.<entity>.<event>``; every send carries a key."""
+"""Topic handles. Names follow ``<prefix>.<entity>.<event>`` (prefix ``hospital`` unless
+HOSPITAL_TOPIC_PREFIX says otherwise); every send carries a key."""
 
 from __future__ import annotations
 
 from hospital_stream.app import app, settings
 from hospital_stream.models import OccupancyChange, StaffChange
 
-STREAMED_TRANSFERS = "hospital.transfers.streamed"
-DAY_BATCHES = "hospital.records.batch"
-WARD_CENSUS = "hospital.census.daily"
-OCCUPANCY_CHANGES = "hospital.occupancy.changes"
-STAFF_CHANGES = "hospital.staff.changes"
+_prefix = settings.topic_prefix
+STREAMED_TRANSFERS = f"{_prefix}.transfers.streamed"
+DAY_BATCHES = f"{_prefix}.records.batch"
+WARD_CENSUS = f"{_prefix}.census.daily"
+OCCUPANCY_CHANGES = f"{_prefix}.occupancy.changes"
+STAFF_CHANGES = f"{_prefix}.staff.changes"
 
 #: what the sink does with each topic it consumes
 SINK_TOPICS = {STREAMED_TRANSFERS: "streamed", DAY_BATCHES: "batch", WARD_CENSUS: "census"}
