@@ -113,6 +113,27 @@ def _require_embedded(settings: Settings) -> None:
         raise ConfigError("HOSPITAL_EMBEDDED=false: the broker and PostgreSQL are not ours to start")
 
 
+@contextlib.contextmanager
+def _embedded_postgres(settings: Settings) -> Iterator[None]:
+    """On the embedded stack, PostgreSQL runs for the command if it is not running already
+    (and stops again afterwards)."""
+    started = stack.up(settings, only=["postgres"]) if settings.embedded else []
+    try:
+        yield
+    finally:
+        if started:
+            stack.down(settings, only=started)
+
+
+@contextlib.contextmanager
+def _database(settings: Settings) -> Iterator[Any]:
+    """A connection to the run's migrated database."""
+    with _embedded_postgres(settings), db.connect(settings.database_url) as conn:
+        db.require_schema(conn)
+        yield conn
+
+
+
 # --- database -------------------------------------------------------------------------------
 
 @main.group("db")
@@ -124,7 +145,9 @@ def db_group() -> None:
 @friendly_errors
 def db_migrate() -> None:
     """Apply pending sql/NNNN_*.sql migrations in order."""
-    applied = db.migrate(_settings().database_url)
+    settings = _settings()
+    with _embedded_postgres(settings):
+        applied = db.migrate(settings.database_url)
     click.echo("applied: " + ", ".join(applied) if applied else "schema is up to date")
 
 
@@ -147,34 +170,36 @@ def _hide_password(url: str) -> str:
 # --- run ------------------------------------------------------------------------------------
 
 class _Speed(click.ParamType):
+    """A speed factor: a number above 0, or 'max' (kept as the string, since None means unset)."""
+
     name = "speed"
 
-    def convert(self, value: Any, param: Any, ctx: Any) -> float | None:
-        if value is None or isinstance(value, float):
-            return value
+    def convert(self, value: Any, param: Any, ctx: Any) -> float | str:
         try:
-            return parse_speed(str(value))
+            speed = parse_speed(str(value))
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
+        return "max" if speed is None else speed
 
 
 @main.command("run")
 @click.option("--days", type=click.IntRange(min=1), help="Simulated days to add, then exit 0.")
-@click.option("--speed", type=_Speed(), help="Speed factor (1 = real schedule) or 'max'.")
+@click.option("--speed", type=_Speed(),
+              help="Speed factor (1 = the real 9-day schedule) or 'max'. Default: HOSPITAL_SPEED (1).")
 @click.option("--seed", type=click.IntRange(min=0), help="Simulation seed (a new run needs --reset).")
 @click.option("--reset", is_flag=True, help="Delete everything stored and start again at day 0.")
 @click.option("--loglevel", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",
               show_default=True, help="The worker's log level.")
 @friendly_errors
-def run(days: int | None, speed: float | None, seed: int | None, reset: bool, loglevel: str) -> None:
+def run(days: int | None, speed: float | str | None, seed: int | None, reset: bool, loglevel: str) -> None:
     """Run the worker in this process: simulate, stream and store until --days are stored.
 
     Starts the embedded broker and PostgreSQL when they are not running, and stops what it
     started when it ends (Ctrl-C stops it cleanly). Running again resumes where it stopped.
     """
     settings = _settings(seed=seed)
-    if speed is not None or "HOSPITAL_SPEED" not in os.environ:
-        settings = settings.replace(speed=speed)
+    if speed is not None:
+        settings = settings.replace(speed=None if speed == "max" else speed)
     started: list[str] = []
     try:
         if settings.embedded:
@@ -264,7 +289,8 @@ class _Progress:
         rate = done / max(time.monotonic() - self.started, 1e-9)
         total = self.end_day - self.first_day
         date = self.settings.start_date + dt.timedelta(days=self.last_day)
-        click.echo(f"{done}/{total} days stored, through day {self.last_day} ({date}), {rate:.2f} days/s")
+        through = f", through day {self.last_day} ({date})" if self.last_day >= 0 else ""
+        click.echo(f"{done}/{total} days stored{through}, {rate:.2f} days/s")
         if self.last_day >= self.end_day - 1 and not self.stop_sent:
             self.stop_sent = True
             os.kill(os.getpid(), signal.SIGTERM)  # the worker's own clean shutdown
@@ -282,20 +308,6 @@ class _Progress:
 
 
 # --- inspection -----------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def _database(settings: Settings) -> Iterator[Any]:
-    """A connection to the run's database; on the embedded stack, PostgreSQL is started for
-    the command if it is not running (and stopped again afterwards)."""
-    started = stack.up(settings, only=["postgres"]) if settings.embedded else []
-    try:
-        with db.connect(settings.database_url) as conn:
-            db.require_schema(conn)
-            yield conn
-    finally:
-        if started:
-            stack.down(settings, only=started)
-
 
 @main.command("status")
 @friendly_errors

@@ -1,5 +1,5 @@
-"""PostgreSQL: connections, the migrations runner over ``sql/NNNN_name.sql``, and queries the
-CLI, the generator and the views share."""
+"""PostgreSQL: connections, the migrations runner over ``sql/NNNN_name.sql``, and the queries
+the CLI and the generator share."""
 
 from __future__ import annotations
 

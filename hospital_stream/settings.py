@@ -133,8 +133,8 @@ class Settings:
     )
     topic_prefix: str = _field(
         "TOPIC_PREFIX", "hospital", _parse_name,
-        "first part of every topic name (<prefix>.transfers.streamed, ...): runs sharing a broker "
-        "with different prefixes never see each other's messages",
+        "first part of every topic name (<prefix>.transfers.streamed, ...); runs sharing a broker "
+        "need their own prefix and their own HOSPITAL_APP_ID",
     )
     topic_partitions: int = _field(
         "TOPIC_PARTITIONS", "1", _parse_positive_int,

@@ -70,7 +70,9 @@ CHECKS = (
            FROM staff_assignments a JOIN staff s USING (staff_id)
            WHERE a.sim_day <= %(day)s
              AND coalesce(a.ends_on, (SELECT sim_date FROM sim_days WHERE sim_day = %(day)s))
-                 >= (s.birth_date + interval '65 years')::date""",
+                 >= CASE WHEN to_char(s.birth_date, 'MM-DD') = '02-29'  -- 65 years on: never a leap year
+                         THEN make_date(extract(year FROM s.birth_date)::int + 65, 3, 1)
+                         ELSE (s.birth_date + interval '65 years')::date END""",
     ),
     Check(
         "retirements replaced",

@@ -1,0 +1,236 @@
+"""The whole pipeline on the real embedded broker and PostgreSQL: a bounded run at max speed,
+its invariants, a restart, the web views and bad input.
+
+Every test gets its own database, topic prefix and consumer group on the session's stack.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from hospital_stream import db, sim
+from hospital_stream.settings import Settings
+
+from .conftest import free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+BIN = Path(sys.executable).parent
+DAYS = 12
+HOSPITAL = {"HOSPITAL_BEDS": "100", "HOSPITAL_POPULATION": "150000", "HOSPITAL_SEED": "4242"}
+
+
+def hospital_env(stack: Settings, **overrides: str) -> dict[str, str]:
+    """Environment for a run of its own on the shared embedded stack."""
+    name = "t" + uuid.uuid4().hex[:10]
+    host, port = stack.database_address
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOSPITAL_")}
+    env.update(stack.to_env())
+    env.update(HOSPITAL)
+    env.update({
+        "HOSPITAL_DATABASE_URL": f"postgresql://hospital@{host}:{port}/{name}",
+        "HOSPITAL_APP_ID": name,
+        "HOSPITAL_TOPIC_PREFIX": name,
+        "HOSPITAL_WEB_PORT": str(free_port()),
+        "HOSPITAL_RUN_UNTIL_DAY": "",
+    })
+    env.update(overrides)
+    return env
+
+
+def cli(env: dict[str, str], *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / "hospital-stream"), *args], env=env, capture_output=True,
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def data_checksums(url: str) -> dict[str, tuple[int, str]]:
+    """Row count and an md5 of every data table's rows in key order."""
+    sums = {}
+    with psycopg.connect(url) as conn:
+        for table in db.DATA_TABLES:
+            row = conn.execute(
+                f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {table} t"
+            ).fetchone()
+            sums[table] = (row[0], row[1])
+    return sums
+
+
+@pytest.fixture(scope="module")
+def reference_run(embedded_stack: Settings) -> dict[str, str]:
+    env = hospital_env(embedded_stack)
+    result = cli(env, "run", "--days", str(DAYS), "--speed", "max")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return env
+
+
+def test_bounded_run_stores_every_day_and_exits_zero(reference_run):
+    with psycopg.connect(reference_run["HOSPITAL_DATABASE_URL"]) as conn:
+        assert db.last_complete_day(conn) == DAYS - 1
+        assert conn.execute("SELECT count(*) FROM sim_days").fetchone()[0] == DAYS
+        assert conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0] == 0
+
+
+def test_stored_rows_equal_what_the_simulator_produced(reference_run):
+    config = sim.HospitalConfig(seed=4242, beds=100, population=150_000)
+    produced: dict[str, int] = {}
+    for records in sim.iter_days(config, DAYS):
+        for table, count in records.row_counts().items():
+            produced[table] = produced.get(table, 0) + count
+    sums = data_checksums(reference_run["HOSPITAL_DATABASE_URL"])
+    for table in ("patients", "wards", "staff", "staff_assignments", "admissions", "transfers",
+                  "diagnoses", "bed_requests", "icd10_codes"):
+        assert sums[table][0] == produced[table], table
+    assert sums["ward_census"][0] == DAYS * len(config.wards)
+
+
+def test_validate_passes_and_status_reports(reference_run):
+    result = cli(reference_run, "validate")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "all 10 checks passed" in result.stdout
+    status = cli(reference_run, "status")
+    assert status.returncode == 0, status.stderr
+    assert f"days stored      {DAYS}" in status.stdout
+    assert "dead letters     0" in status.stdout
+
+
+def test_validate_fails_readably_when_an_invariant_breaks(reference_run, embedded_stack):
+    env = hospital_env(embedded_stack)
+    url = env["HOSPITAL_DATABASE_URL"]
+    source = reference_run["HOSPITAL_DATABASE_URL"].rsplit("/", 1)[1]
+    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{url.rsplit("/", 1)[1]}" TEMPLATE "{source}" OWNER hospital')
+    with psycopg.connect(url) as conn:
+        conn.execute("UPDATE ward_census SET occupied = occupied + 1 WHERE sim_day = 3 AND ward_id = 2")
+        conn.execute("DELETE FROM diagnoses WHERE sim_day = 5 AND seq = 1 AND admission_id = "
+                     "(SELECT min(admission_id) FROM diagnoses WHERE sim_day = 5)")
+    result = cli(env, "validate")
+    assert result.returncode == 1
+    assert "FAIL occupancy table equals census" in result.stdout
+    assert "FAIL rows per day" in result.stdout
+    assert "ok   ward capacity" in result.stdout
+
+
+def test_restart_continues_with_no_gap_and_no_duplicate(reference_run, embedded_stack):
+    env = hospital_env(embedded_stack)
+    first = cli(env, "run", "--days", "5", "--speed", "max")
+    assert first.returncode == 0, first.stdout + first.stderr
+    second = cli(env, "run", "--days", str(DAYS - 5), "--speed", "max")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "days 5..11" in second.stdout
+    assert data_checksums(env["HOSPITAL_DATABASE_URL"]) == data_checksums(reference_run["HOSPITAL_DATABASE_URL"])
+    assert cli(env, "validate").returncode == 0
+
+
+def test_a_run_with_other_settings_is_refused_without_reset(reference_run):
+    result = cli({**reference_run, "HOSPITAL_SEED": "1"}, "run", "--days", "1", "--speed", "max")
+    assert result.returncode == 1
+    assert "other settings" in result.stderr and "--reset" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_export_writes_one_csv_per_table(reference_run, tmp_path):
+    result = cli(reference_run, "export", "--format", "csv", "--out", str(tmp_path), "--tables", "wards,admissions")
+    assert result.returncode == 0, result.stderr
+    counts = data_checksums(reference_run["HOSPITAL_DATABASE_URL"])
+    for table in ("wards", "admissions"):
+        lines = (tmp_path / f"{table}.csv").read_text().splitlines()
+        assert lines[0].startswith(f"{table[:-1]}_id" if table == "wards" else "admission_id")
+        assert len(lines) - 1 == counts[table][0]
+    bad = cli(reference_run, "export", "--out", str(tmp_path), "--tables", "nope")
+    assert bad.returncode == 1 and bad.stderr.strip().count("\n") == 0 and "unknown table nope" in bad.stderr
+
+
+def _get(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.load(response)
+
+
+def test_worker_serves_views_from_its_tables_and_dead_letters_bad_input(embedded_stack, tmp_path):
+    env = hospital_env(embedded_stack, HOSPITAL_SPEED="max", HOSPITAL_RUN_UNTIL_DAY="6")
+    assert cli(env, "db", "migrate").returncode == 0
+    base = f"http://127.0.0.1:{env['HOSPITAL_WEB_PORT']}"
+    log = tmp_path / "worker.log"
+    worker = subprocess.Popen([str(BIN / "faust"), "-A", "hospital_stream.app", "worker", "-l", "warn"],
+                              env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    url = env["HOSPITAL_DATABASE_URL"]
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and worker.poll() is None:
+            try:
+                with psycopg.connect(url) as conn:
+                    if db.last_complete_day(conn) >= 5:
+                        break
+            except psycopg.OperationalError:
+                pass
+            time.sleep(1)
+        else:
+            pytest.fail("the worker did not store 6 days in time:\n" + log.read_text()[-3000:])
+
+        occupancy = _get(f"{base}/occupancy/")
+        with psycopg.connect(url) as conn:
+            census = dict(conn.execute("SELECT ward_id, occupied FROM ward_census WHERE sim_day = 5").fetchall())
+            beds = dict(conn.execute("SELECT ward_id, beds FROM wards").fetchall())
+            assigned = conn.execute(
+                "SELECT count(*) FROM staff_assignments a JOIN staff s USING (staff_id)"
+                " WHERE a.ends_on IS NULL AND s.retired_on IS NULL").fetchone()[0]
+        wards = {w["ward_id"]: w for w in occupancy["wards"]}
+        assert set(wards) == set(beds)
+        for ward_id, ward in wards.items():
+            assert ward["as_of_day"] == 5
+            assert ward["beds"] == beds[ward_id]
+            assert ward["occupied"] == census[ward_id] == len(ward["patients"]) <= ward["beds"]
+        staff = _get(f"{base}/staff/")
+        assert staff["staff_count"] == assigned > 0
+        assert all(w["staff_count"] > 0 for w in staff["wards"])
+
+        bad = [b"not json", b'{"run_id": 1}', b"\xff" * 10, json.dumps({"event_type": "transfer"}).encode()]
+        _produce(embedded_stack, f"{env['HOSPITAL_TOPIC_PREFIX']}.transfers.streamed", bad)
+        _produce(embedded_stack, f"{env['HOSPITAL_TOPIC_PREFIX']}.records.batch", [b"{}\nrows", b""])
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with psycopg.connect(url) as conn:
+                letters = conn.execute("SELECT topic, reason FROM dead_letters").fetchall()
+            if len(letters) >= 6:
+                break
+            time.sleep(1)
+        assert len(letters) == 6, letters
+        reasons = " ".join(reason for _, reason in letters)
+        assert "invalid JSON" in reasons and "empty message" in reasons and "missing field" in reasons
+        assert _get(f"{base}/occupancy/")["totals"]["beds"] == sum(beds.values())  # still serving
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+            pytest.fail("the worker did not stop on SIGTERM")
+    assert "Traceback" not in log.read_text()
+
+
+def _produce(stack: Settings, topic: str, values: list[bytes]) -> None:
+    import asyncio
+
+    from aiokafka import AIOKafkaProducer
+
+    async def send() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers="{}:{}".format(*stack.kafka_address), max_batch_size=1)
+        await producer.start()
+        try:
+            for value in values:
+                await producer.send_and_wait(topic, value, key=b"bad")
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())

@@ -1,0 +1,47 @@
+import math
+
+from hospital_stream import models, sim
+from hospital_stream.generator import Schedule, encode_day
+
+
+def test_speed_one_is_the_real_schedule():
+    schedule = Schedule(1.0)
+    assert schedule.slots_due(0) == 1  # slot 0 streams at once
+    assert schedule.slots_due(179.9) == 1
+    assert schedule.slots_due(180) == 2
+    assert schedule.days_due(899.9) == 0
+    assert schedule.days_due(900) == 1
+    nine_days = 9 * 24 * 3600
+    assert schedule.days_due(nine_days) == 864
+    assert schedule.slots_due(nine_days) == 864 * 5 + 1
+
+
+def test_a_speed_factor_replays_the_same_schedule_faster():
+    assert Schedule(1000.0).days_due(0.9) == 1
+    assert Schedule(1000.0).slots_due(0.9) == 6
+    assert Schedule(1000.0).tick_seconds() < 0.18
+
+
+def test_max_speed_is_always_due():
+    assert Schedule(None).days_due(0) == math.inf
+    assert Schedule(None).slots_due(0) == math.inf
+
+
+def test_a_day_encodes_as_chunks_then_one_closing_message():
+    config = sim.HospitalConfig(seed=1, beds=60, population=12_000)
+    day0, day1 = list(sim.iter_days(config, 2))
+    messages = [models.parse_batch_message(raw) for raw in encode_day("run", day0)]
+    *chunks, close = messages
+    assert close.header.kind == "day" and close.header.chunks == len(chunks)
+    assert [c.header.seq for c in chunks] == list(range(len(chunks)))
+    assert sum(1 for c in chunks if c.header.table == "transfers") == 1
+    stored = {}
+    for chunk in chunks:
+        stored[chunk.header.table] = stored.get(chunk.header.table, 0) + chunk.header.rows
+    assert stored == {k: v for k, v in close.header.row_counts.items() if v}
+    assert stored["patients"] == 12_000
+    assert sim.decode_checkpoint(close.payload).next_day == 1
+    # a quiet day still has a transfers chunk, so every ward closes every day
+    quiet = sim.DayRecords(1, day1.date, {"transfers": []}, [[]] * 5, day1.state)
+    tables = [models.parse_batch_message(raw).header.table for raw in encode_day("run", quiet)]
+    assert tables == ["transfers", ""]

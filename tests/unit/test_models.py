@@ -1,0 +1,123 @@
+import json
+
+import pytest
+
+from hospital_stream import models
+from hospital_stream.errors import InvalidMessage
+
+ROWS = [
+    (1, "O'Brien\tthe \\ tab", None, True, "2020-01-01T08:00:00+02:00"),
+    (2, "line\nbreak", "x", False, "2020-01-02T00:00:00+02:00"),
+]
+
+
+def test_copy_text_round_trips_awkward_values():
+    decoded = list(models.decode_copy_rows(models.encode_copy_rows(ROWS)))
+    assert decoded == [
+        ["1", "O'Brien\tthe \\ tab", None, "t", "2020-01-01T08:00:00+02:00"],
+        ["2", "line\nbreak", "x", "f", "2020-01-02T00:00:00+02:00"],
+    ]
+
+
+def test_chunk_round_trip():
+    raw = models.encode_chunk("run1", 3, 7, "admissions", [(1, 2, 3, "2020-01-01", "EMERGENCY", "ER", 3)])
+    message = models.parse_batch_message(raw)
+    assert message.header.kind == "chunk"
+    assert (message.header.day, message.header.seq, message.header.rows) == (3, 7, 1)
+    assert message.spec.target == "admissions"
+    assert message.rows() == [["1", "2", "3", "2020-01-01", "EMERGENCY", "ER", "3"]]
+
+
+def test_day_close_carries_checkpoint_and_counts():
+    import datetime as dt
+
+    raw = models.encode_day_close("run1", 4, 9, dt.date(2020, 1, 5), {"admissions": 12}, b"\x00\x01binary")
+    message = models.parse_batch_message(raw)
+    assert message.header.kind == "day"
+    assert message.header.chunks == 9
+    assert message.header.row_counts == {"admissions": 12}
+    assert message.payload == b"\x00\x01binary"
+
+
+def _tamper(raw: bytes, **changes) -> bytes:
+    head, _, payload = raw.partition(b"\n")
+    obj = json.loads(head)
+    obj.update(changes)
+    return json.dumps(obj).encode() + b"\n" + payload
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda raw: b"", "empty message"),
+        (lambda raw: b"no newline at all", "no header line"),
+        (lambda raw: b"{not json\n", "invalid JSON"),
+        (lambda raw: _tamper(raw, v=99), "unsupported schema version"),
+        (lambda raw: _tamper(raw, table="users; DROP TABLE patients"), "unknown table"),
+        (lambda raw: _tamper(raw, day=-1), "negative"),
+        (lambda raw: _tamper(raw, day="3"), "must be int"),
+        (lambda raw: raw + b"9\t9\n", "digest mismatch"),
+        (lambda raw: _tamper(raw, rows=5), "header says 5 rows"),
+    ],
+)
+def test_bad_batch_messages_are_rejected_with_a_reason(make, reason):
+    raw = models.encode_chunk("run1", 1, 0, "wards", [(1, "A", "Ward A", "medicine", 10, 0)])
+    with pytest.raises(InvalidMessage, match=reason):
+        models.parse_batch_message(make(raw))
+
+
+def _transfer(**changes) -> bytes:
+    obj = {
+        "run_id": "r", "day": 2, "transfer_id": 20000001, "admission_id": 2000001, "patient_id": 5,
+        "event_type": "transfer", "from_ward_id": 1, "to_ward_id": 2,
+        "transferred_at": "2020-01-03T10:00:00+02:00",
+    }
+    obj.update(changes)
+    return json.dumps(obj).encode()
+
+
+def test_streamed_transfer_parses_and_maps_to_a_row():
+    transfer = models.parse_streamed_transfer(_transfer())
+    assert transfer.row() == (20000001, 2000001, 5, "transfer", 1, 2, "2020-01-03T10:00:00+02:00", 2)
+
+
+def test_streamed_transfer_from_a_simulator_row_round_trips():
+    row = (20000001, 2000001, 5, "admit", None, 2, "2020-01-03T10:00:00+02:00", 2)
+    transfer = models.streamed_transfer_from_row("r", row)
+    assert models.parse_streamed_transfer(transfer.dumps()).row() == row
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"\xff\xfe", "invalid JSON"),
+        (b"[1, 2]", "JSON object"),
+        (_transfer(event_type="teleport"), "unknown event_type"),
+        (_transfer(from_ward_id=None), "wrong wards"),
+        (_transfer(event_type="admit"), "wrong wards"),
+        (_transfer(to_ward_id=1), "ward it came from"),
+        (_transfer(transferred_at="yesterday"), "not a timestamp"),
+        (_transfer(transferred_at="2020-01-03T10:00:00"), "no time zone"),
+        (_transfer(patient_id=-4), "not a valid id"),
+        (_transfer(patient_id="5"), "must be int"),
+        (_transfer(admission_id=True), "must be int"),
+        (b"{" + b" " * models.MAX_MESSAGE_BYTES + b"}", "exceeds"),
+    ],
+)
+def test_bad_streamed_transfers_are_rejected_with_a_reason(raw, reason):
+    with pytest.raises(InvalidMessage, match=reason):
+        models.parse_streamed_transfer(raw)
+
+
+def test_missing_field_is_named():
+    obj = json.loads(_transfer())
+    del obj["admission_id"]
+    with pytest.raises(InvalidMessage, match="missing field 'admission_id'"):
+        models.parse_streamed_transfer(json.dumps(obj).encode())
+
+
+def test_every_table_spec_is_consistent():
+    for spec in models.TABLES.values():
+        assert len(set(spec.columns)) == len(spec.columns)
+        if spec.mode == "update":
+            assert spec.key and set(spec.key) < set(spec.columns)

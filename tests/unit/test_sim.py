@@ -1,0 +1,144 @@
+"""Properties of the simulated hospital, on a small hospital over a few simulated months."""
+
+import collections
+import datetime as dt
+
+import numpy as np
+import pytest
+
+from hospital_stream import sim
+
+CONFIG = sim.HospitalConfig(seed=11, beds=100, population=150_000)
+
+
+@pytest.fixture(scope="module")
+def days() -> list[sim.DayRecords]:
+    return list(sim.iter_days(CONFIG, 90))
+
+
+def _materialised(records: sim.DayRecords) -> dict[str, list]:
+    return {name: list(rows[: len(rows)]) for name, rows in records.tables.items()}
+
+
+def test_same_seed_same_records(days):
+    again = list(sim.iter_days(CONFIG, 5))
+    for first, second in zip(days[:5], again, strict=True):
+        assert _materialised(first) == _materialised(second)
+        assert first.streamed == second.streamed
+
+
+def test_other_seed_other_records(days):
+    other = next(sim.iter_days(sim.HospitalConfig(seed=12, beds=100, population=150_000), 1))
+    assert _materialised(other)["admissions"] != _materialised(days[0])["admissions"]
+
+
+def test_resuming_from_a_checkpoint_continues_identically(days):
+    checkpoint = sim.encode_checkpoint(days[39].state)
+    resumed = list(sim.iter_days(CONFIG, 10, sim.decode_checkpoint(checkpoint)))
+    assert [r.day for r in resumed] == list(range(40, 50))
+    for original, again in zip(days[40:50], resumed, strict=True):
+        assert _materialised(original) == _materialised(again)
+
+
+def test_simulating_a_day_does_not_change_the_callers_state(days):
+    state = sim.decode_checkpoint(sim.encode_checkpoint(days[10].state))
+    before = sim.encode_checkpoint(state)
+    sim.Hospital(CONFIG).simulate_day(state, 11)
+    assert sim.encode_checkpoint(state) == before
+
+
+def test_no_ward_ever_above_its_beds_or_below_zero(days):
+    beds = {w.ward_id: w.beds for w in CONFIG.wards}
+    occupied = collections.Counter()
+    for records in days:
+        for row in sorted(records.tables["transfers"], key=lambda r: r[0]):
+            _, _, _, _, from_ward, to_ward, _, _ = row
+            if from_ward is not None:
+                occupied[from_ward] -= 1
+            if to_ward is not None:
+                occupied[to_ward] += 1
+            assert 0 <= occupied[to_ward or from_ward] <= beds[to_ward or from_ward]
+        assert dict(occupied) == {k: v for k, v in records.state.occupancy().items()} | {
+            k: 0 for k in occupied if k not in records.state.occupancy()
+        }
+
+
+def test_occupancy_emerges_near_real_figures(days):
+    """Not pinned anywhere: demand, stays and beds produce it (realism.md: 85-88%)."""
+    occupancy = [sum(r.state.occupancy().values()) / CONFIG.beds for r in days[30:]]
+    assert 0.70 <= float(np.mean(occupancy)) <= 0.95
+    assert max(occupancy) <= 1.0
+
+
+def test_staff_retire_on_their_65th_birthday_and_are_replaced():
+    config = sim.HospitalConfig(seed=3, beds=400, population=600_000)
+    retirements = hires = 0
+    for records in sim.iter_days(config, 200):
+        today = records.date
+        retired_ids = {row[0] for row in records.tables["staff_retirements"]}
+        for member in records.state.staff.values():
+            assert sim._birthday(dt.date.fromordinal(member.birth_date), 65) > today
+        new_staff = [row for row in records.tables["staff"] if row[6] == today.isoformat()]
+        if records.day > 0:
+            assert len(new_staff) == len(retired_ids)
+            hires += len(new_staff)
+        retirements += len(retired_ids)
+        for staff_id, retired_on in records.tables["staff_retirements"]:
+            assert retired_on == today.isoformat()
+    assert retirements > 0 and retirements == hires
+
+
+def test_staffing_per_ward_never_drops(days):
+    first = collections.Counter((m.ward_id, m.role) for m in days[0].state.staff.values())
+    for records in days:
+        assert collections.Counter((m.ward_id, m.role) for m in records.state.staff.values()) == first
+
+
+def test_population_ids_are_valid_unique_and_agree_with_birth_date_and_sex():
+    population = sim.Population(sim.HospitalConfig(seed=5, population=40_000))
+    rows = population.rows(0, 40_000)
+    assert len({row[1] for row in rows}) == len(rows)
+    for row in rows[:5000]:
+        assert sim.is_valid_national_id(row[1], dt.date.fromisoformat(row[5]), row[4])
+    ages = np.array([(dt.date(2020, 1, 1) - dt.date.fromisoformat(r[5])).days / 365.25 for r in rows])
+    assert 0.25 <= np.mean(ages < 15) <= 0.32  # a young pyramid, not uniform ages
+    assert np.mean(ages >= 65) < 0.1
+
+
+def test_population_rows_do_not_depend_on_how_they_are_sliced():
+    population = sim.Population(sim.HospitalConfig(seed=5, population=12_000))
+    assert population.rows(4_990, 5_010) == population.rows(0, 12_000)[4_990:5_010]
+
+
+def test_luhn_check_digit_of_a_known_number():
+    # 8001015009087 is the classic valid example South African ID number.
+    assert sim.is_valid_national_id("8001015009087", dt.date(1980, 1, 1), "M")
+    assert not sim.is_valid_national_id("8001015009088")
+    assert not sim.is_valid_national_id("8001015009087", dt.date(1980, 1, 1), "F")
+
+
+def test_streamed_transfers_are_three_per_slot_in_event_time_order(days):
+    for records in days:
+        assert len(records.streamed) == sim.STREAM_SLOTS_PER_DAY
+        flat = [row for slot in records.streamed for row in slot]
+        assert all(len(slot) <= sim.TRANSFERS_PER_SLOT for slot in records.streamed)
+        assert flat == sorted(flat, key=lambda r: (r[6], r[0]))
+        assert set(flat) <= set(records.tables["transfers"])
+    assert sum(len(s) for s in days[50].streamed) == 15
+
+
+def test_admission_mix_and_stays_are_plausible(days):
+    admissions = [row for r in days[1:] for row in r.tables["admissions"]]
+    types = collections.Counter(row[4] for row in admissions)
+    assert 0.45 <= types["EMERGENCY"] / len(admissions) <= 0.6
+    transfers = sum(len(r.tables["transfers"]) for r in days[1:])
+    assert 2.5 <= transfers / len(admissions) <= 5.0
+    per_bed_year = len(admissions) / CONFIG.beds * 365 / 89
+    assert 30 <= per_bed_year <= 80
+
+
+def test_deaths_have_a_time_equal_to_discharge(days):
+    for records in days:
+        for admission_id, discharged_at, location, died_at in records.tables["admission_discharges"]:
+            assert (location == "DIED") == (died_at is not None)
+            assert died_at is None or died_at == discharged_at
