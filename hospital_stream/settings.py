@@ -165,7 +165,7 @@ class Settings:
         "people in the catchment population (stored as the patients table on day 0)",
     )
     max_unsunk_days: int = _field(
-        "MAX_UNSUNK_DAYS", "3", _parse_positive_int,
+        "MAX_UNSUNK_DAYS", "12", _parse_positive_int,
         "backpressure: days produced to Kafka but not yet stored before the generator waits",
     )
     sink_buffer_messages: int = _field(
@@ -173,7 +173,7 @@ class Settings:
         "messages the sink buffers before it writes one transaction",
     )
     sink_flush_seconds: float = _field(
-        "SINK_FLUSH_SECONDS", "0.5", _parse_positive_float,
+        "SINK_FLUSH_SECONDS", "0.25", _parse_positive_float,
         "longest time a record waits in the sink's buffer",
     )
 
