@@ -38,8 +38,10 @@ sink = app.service(PostgresSink(settings, topics.SINK_TOPICS))  # type: ignore[a
 
 
 _GENERATOR_TOPICS = {
-    "streamed": topics.streamed_transfers, "batch": topics.day_batches,
-    "occupancy": topics.occupancy_changes, "staff": topics.staff_changes,
+    "streamed": topics.streamed_transfers,
+    "batch": topics.day_batches,
+    "occupancy": topics.occupancy_changes,
+    "staff": topics.staff_changes,
 }
 
 
@@ -69,8 +71,7 @@ async def store_records(stream: Any) -> None:
     """Buffer streamed, batch and census messages; write each buffer in one transaction."""
     async for events in stream.take_events(settings.sink_buffer_messages, within=settings.sink_flush_seconds):
         messages = [
-            Incoming(e.message.topic, e.message.partition, e.message.offset, e.message.value)
-            for e in events
+            Incoming(e.message.topic, e.message.partition, e.message.offset, e.message.value) for e in events
         ]
         started = time.monotonic()
         result = await sink.store(messages)

@@ -62,6 +62,7 @@ def main() -> None:
 
 # --- the embedded stack ---------------------------------------------------------------------
 
+
 @main.group("stack")
 def stack_group() -> None:
     """Start, stop and inspect the embedded broker and PostgreSQL (127.0.0.1 only)."""
@@ -133,8 +134,8 @@ def _database(settings: Settings) -> Iterator[Any]:
         yield conn
 
 
-
 # --- database -------------------------------------------------------------------------------
+
 
 @main.group("db")
 def db_group() -> None:
@@ -169,6 +170,7 @@ def _hide_password(url: str) -> str:
 
 # --- run ------------------------------------------------------------------------------------
 
+
 class _Speed(click.ParamType):
     """A speed factor: a number above 0, or 'max' (kept as the string, since None means unset)."""
 
@@ -184,12 +186,20 @@ class _Speed(click.ParamType):
 
 @main.command("run")
 @click.option("--days", type=click.IntRange(min=1), help="Simulated days to add, then exit 0.")
-@click.option("--speed", type=_Speed(),
-              help="Speed factor (1 = the real 9-day schedule) or 'max'. Default: HOSPITAL_SPEED (1).")
+@click.option(
+    "--speed",
+    type=_Speed(),
+    help="Speed factor (1 = the real 9-day schedule) or 'max'. Default: HOSPITAL_SPEED (1).",
+)
 @click.option("--seed", type=click.IntRange(min=0), help="Simulation seed (a new run needs --reset).")
 @click.option("--reset", is_flag=True, help="Delete everything stored and start again at day 0.")
-@click.option("--loglevel", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",
-              show_default=True, help="The worker's log level.")
+@click.option(
+    "--loglevel",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="warning",
+    show_default=True,
+    help="The worker's log level.",
+)
 @friendly_errors
 def run(days: int | None, speed: float | str | None, seed: int | None, reset: bool, loglevel: str) -> None:
     """Run the worker in this process: simulate, stream and store until --days are stored.
@@ -232,10 +242,12 @@ def _check_run_settings(conn: Any, settings: Settings) -> None:
     row = conn.execute("SELECT config FROM simulation").fetchone()
     wanted = HospitalConfig.from_settings(settings).to_json()
     if row and row[0] != wanted:
-        changed = ", ".join(f"{k}: stored {row[0].get(k)!r}, asked {v!r}"
-                            for k, v in wanted.items() if row[0].get(k) != v)
-        raise ConfigError(f"the database holds a run with other settings ({changed}); "
-                          "add --reset to start over")
+        changed = ", ".join(
+            f"{k}: stored {row[0].get(k)!r}, asked {v!r}" for k, v in wanted.items() if row[0].get(k) != v
+        )
+        raise ConfigError(
+            f"the database holds a run with other settings ({changed}); add --reset to start over"
+        )
 
 
 def _run_worker(settings: Settings, first_day: int, end_day: int, loglevel: str) -> bool:
@@ -250,8 +262,10 @@ def _run_worker(settings: Settings, first_day: int, end_day: int, loglevel: str)
     worker.spinner = None  # our own progress lines instead
     # Faust warns whenever its producer buffer holds over 100 messages: normal backpressure here.
     logging.getLogger("faust.transport.producer").setLevel(logging.ERROR)
-    click.echo(f"simulating days {first_day}..{end_day - 1} at speed {settings.speed or 'max'}; "
-               f"web view {settings.web_url}occupancy/ and {settings.web_url}staff/; Ctrl-C stops")
+    click.echo(
+        f"simulating days {first_day}..{end_day - 1} at speed {settings.speed or 'max'}; "
+        f"web view {settings.web_url}occupancy/ and {settings.web_url}staff/; Ctrl-C stops"
+    )
     try:
         worker.execute_from_commandline()
     except SystemExit:
@@ -302,12 +316,15 @@ class _Progress:
             counts = db.table_row_counts(conn)
         reached = self.last_day >= self.end_day - 1
         verb = "stored" if reached else "stopped after"
-        click.echo(f"{verb} day {self.last_day} in {elapsed:.1f} s; rows: "
-                   + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+        click.echo(
+            f"{verb} day {self.last_day} in {elapsed:.1f} s; rows: "
+            + ", ".join(f"{k} {v:,}" for k, v in counts.items())
+        )
         return reached
 
 
 # --- inspection -----------------------------------------------------------------------------
+
 
 @main.command("status")
 @friendly_errors
@@ -387,8 +404,10 @@ def validate() -> None:
     click.echo(f"validating days 0..{day}")
     for outcome in outcomes:
         mark = "ok  " if outcome.ok else "FAIL"
-        click.echo(f"{mark} {outcome.check.name}: {outcome.check.description}"
-                   + ("" if outcome.ok else f" -- {outcome.violations:,} violations"))
+        click.echo(
+            f"{mark} {outcome.check.name}: {outcome.check.description}"
+            + ("" if outcome.ok else f" -- {outcome.violations:,} violations")
+        )
         for row in outcome.sample:
             click.echo(f"       e.g. {row}")
     failed = [o for o in outcomes if not o.ok]
@@ -400,8 +419,13 @@ def validate() -> None:
 
 @main.command("export")
 @click.option("--format", "fmt", type=click.Choice(["csv"]), default="csv", show_default=True)
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Folder to write one file per table into (created if missing).")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder to write one file per table into (created if missing).",
+)
 @click.option("--tables", help="Comma-separated tables (default: all).")
 @friendly_errors
 def export(fmt: str, out_dir: Path, tables: str | None) -> None:
@@ -422,7 +446,8 @@ def export(fmt: str, out_dir: Path, tables: str | None) -> None:
             started, size = time.monotonic(), 0
             path = out_dir / f"{table}.{fmt}"
             query = sql.SQL("COPY (SELECT * FROM {} ORDER BY 1) TO STDOUT WITH (FORMAT csv, HEADER)").format(
-                sql.Identifier(table))
+                sql.Identifier(table)
+            )
             with path.open("wb") as handle, conn.cursor() as cur:
                 with cur.copy(query) as copy:
                     for block in copy:

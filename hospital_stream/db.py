@@ -25,8 +25,16 @@ MIGRATIONS_LOCK = 0x4853_4D49  # advisory lock id: one migrator at a time
 
 #: tables holding the hospital's records, in the order their foreign keys allow loading
 DATA_TABLES = (
-    "icd10_codes", "wards", "patients", "staff", "staff_assignments", "bed_requests",
-    "admissions", "transfers", "diagnoses", "ward_census",
+    "icd10_codes",
+    "wards",
+    "patients",
+    "staff",
+    "staff_assignments",
+    "bed_requests",
+    "admissions",
+    "transfers",
+    "diagnoses",
+    "ward_census",
 )
 PIPELINE_TABLES = ("simulation", "ingested_chunks", "sim_days", "dead_letters")
 
@@ -117,6 +125,7 @@ def reset(conn: psycopg.Connection[Any]) -> None:
 
 
 # --- the run and its progress ----------------------------------------------------------------
+
 
 def ensure_run(conn: psycopg.Connection[Any], run_id: str, config: dict[str, Any]) -> str:
     """The database's run id: the stored one if its configuration matches, else a new run.

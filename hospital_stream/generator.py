@@ -97,9 +97,13 @@ class Generator:
         self.first_day = last_day + 1
         self.stored_through = last_day
         self.anchor = time.monotonic()
-        logger.info("generator resumes at simulated day %d (%s), run %s, speed %s",
-                    self.first_day, self.config.date_of(self.first_day), run_id,
-                    self.settings.speed or "max")
+        logger.info(
+            "generator resumes at simulated day %d (%s), run %s, speed %s",
+            self.first_day,
+            self.config.date_of(self.first_day),
+            run_id,
+            self.settings.speed or "max",
+        )
         if self.first_day > 0:
             wards = [ward.ward_id for ward in self.config.wards]
             occupancy, staff = state.snapshot_changes(self.state, last_day, wards)
@@ -123,8 +127,9 @@ class Generator:
                 await self.resume()
             due = self.schedule.slots_due(time.monotonic() - self.anchor)
             budget = self._budget()
-            while (self.slots_sent < due and budget()
-                   and await self._start_day(self.slots_sent // SLOTS_PER_DAY)):
+            while (
+                self.slots_sent < due and budget() and await self._start_day(self.slots_sent // SLOTS_PER_DAY)
+            ):
                 await self._send_slot()
 
     async def batch_step(self) -> None:
@@ -188,8 +193,13 @@ class Generator:
             await self.send("batch", str(records.day), message)
         self.state = records.state
         self.days_sent += 1
-        logger.info("sent day %d (%s): %d messages, %d rows", records.day, records.date,
-                    len(messages), sum(records.row_counts().values()))
+        logger.info(
+            "sent day %d (%s): %d messages, %d rows",
+            records.day,
+            records.date,
+            len(messages),
+            sum(records.row_counts().values()),
+        )
 
 
 def encode_day(run_id: str, records: sim.DayRecords) -> list[bytes]:
@@ -199,13 +209,16 @@ def encode_day(run_id: str, records: sim.DayRecords) -> list[bytes]:
         # a day's transfers travel in one chunk: the routing agent closes each ward's day on it
         step = len(rows) or 1 if table == "transfers" else sim.CHUNK_ROWS
         for start in range(0, len(rows), step):
-            messages.append(encode_chunk(run_id, records.day, len(messages), table, rows[start:start + step]))
+            messages.append(
+                encode_chunk(run_id, records.day, len(messages), table, rows[start : start + step])
+            )
         if table == "transfers" and not rows:
             messages.append(encode_chunk(run_id, records.day, len(messages), table, []))
     for message in messages:
         if len(message) > MAX_MESSAGE_BYTES:
             raise ValueError(f"day {records.day}: a batch message of {len(message)} bytes is too large")
     checkpoint = sim.encode_checkpoint(records.state)
-    messages.append(encode_day_close(run_id, records.day, len(messages), records.date,
-                                     records.row_counts(), checkpoint))
+    messages.append(
+        encode_day_close(run_id, records.day, len(messages), records.date, records.row_counts(), checkpoint)
+    )
     return messages

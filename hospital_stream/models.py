@@ -54,50 +54,88 @@ TABLES: dict[str, TableSpec] = {
         TableSpec("icd10_codes", "icd10_codes", ("icd10_code", "description", "category")),
         TableSpec("wards", "wards", ("ward_id", "code", "name", "specialty", "beds", "sim_day")),
         TableSpec(
-            "patients", "patients",
-            ("patient_id", "national_id", "first_name", "last_name", "sex", "birth_date",
-             "address", "city", "postal_code", "sim_day"),
+            "patients",
+            "patients",
+            (
+                "patient_id",
+                "national_id",
+                "first_name",
+                "last_name",
+                "sex",
+                "birth_date",
+                "address",
+                "city",
+                "postal_code",
+                "sim_day",
+            ),
         ),
         TableSpec(
-            "staff", "staff",
-            ("staff_id", "role", "specialty", "first_name", "last_name", "birth_date",
-             "hired_on", "sim_day"),
+            "staff",
+            "staff",
+            ("staff_id", "role", "specialty", "first_name", "last_name", "birth_date", "hired_on", "sim_day"),
         ),
         TableSpec(
-            "staff_assignments", "staff_assignments",
+            "staff_assignments",
+            "staff_assignments",
             ("assignment_id", "staff_id", "ward_id", "shift", "starts_on", "sim_day"),
         ),
         TableSpec(
-            "staff_assignment_ends", "staff_assignments", ("assignment_id", "staff_id", "ends_on"),
-            mode="update", key=("assignment_id", "staff_id"),
+            "staff_assignment_ends",
+            "staff_assignments",
+            ("assignment_id", "staff_id", "ends_on"),
+            mode="update",
+            key=("assignment_id", "staff_id"),
         ),
         TableSpec(
-            "staff_retirements", "staff", ("staff_id", "retired_on"),
-            mode="update", key=("staff_id",),
+            "staff_retirements",
+            "staff",
+            ("staff_id", "retired_on"),
+            mode="update",
+            key=("staff_id",),
         ),
         TableSpec(
-            "bed_requests", "bed_requests",
-            ("request_id", "patient_id", "ward_id", "requested_at", "admission_type", "outcome",
-             "sim_day"),
+            "bed_requests",
+            "bed_requests",
+            ("request_id", "patient_id", "ward_id", "requested_at", "admission_type", "outcome", "sim_day"),
         ),
         TableSpec(
-            "admissions", "admissions",
-            ("admission_id", "patient_id", "ward_id", "admitted_at", "admission_type",
-             "admission_location", "sim_day"),
+            "admissions",
+            "admissions",
+            (
+                "admission_id",
+                "patient_id",
+                "ward_id",
+                "admitted_at",
+                "admission_type",
+                "admission_location",
+                "sim_day",
+            ),
         ),
         TableSpec(
-            "admission_discharges", "admissions",
+            "admission_discharges",
+            "admissions",
             ("admission_id", "discharged_at", "discharge_location", "died_at"),
-            mode="update", key=("admission_id",),
+            mode="update",
+            key=("admission_id",),
         ),
         TableSpec(
-            "transfers", "transfers",
-            ("transfer_id", "admission_id", "patient_id", "event_type", "from_ward_id",
-             "to_ward_id", "transferred_at", "sim_day"),
+            "transfers",
+            "transfers",
+            (
+                "transfer_id",
+                "admission_id",
+                "patient_id",
+                "event_type",
+                "from_ward_id",
+                "to_ward_id",
+                "transferred_at",
+                "sim_day",
+            ),
             mode="merge_transfers",
         ),
         TableSpec(
-            "diagnoses", "diagnoses",
+            "diagnoses",
+            "diagnoses",
             ("admission_id", "seq", "icd10_code", "sim_day"),
         ),
     )
@@ -153,6 +191,7 @@ def digest(payload: bytes) -> str:
 
 # --- batch messages ------------------------------------------------------------------------------
 
+
 @dataclasses.dataclass(frozen=True)
 class BatchHeader:
     """The header line of a batch message."""
@@ -171,9 +210,17 @@ class BatchHeader:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "v": SCHEMA_VERSION, "kind": self.kind, "run": self.run_id, "day": self.day,
-            "seq": self.seq, "table": self.table, "rows": self.rows, "digest": self.digest,
-            "chunks": self.chunks, "date": self.date, "row_counts": self.row_counts,
+            "v": SCHEMA_VERSION,
+            "kind": self.kind,
+            "run": self.run_id,
+            "day": self.day,
+            "seq": self.seq,
+            "table": self.table,
+            "rows": self.rows,
+            "digest": self.digest,
+            "chunks": self.chunks,
+            "date": self.date,
+            "row_counts": self.row_counts,
         }
 
 
@@ -200,8 +247,16 @@ def encode_day_close(
     run_id: str, day: int, seq: int, date: dt.date, row_counts: dict[str, int], checkpoint: bytes
 ) -> bytes:
     header = BatchHeader(
-        "day", run_id, day, seq, "", 0, digest(checkpoint),
-        chunks=seq, date=date.isoformat(), row_counts=row_counts,
+        "day",
+        run_id,
+        day,
+        seq,
+        "",
+        0,
+        digest(checkpoint),
+        chunks=seq,
+        date=date.isoformat(),
+        row_counts=row_counts,
     )
     return _join(header, checkpoint)
 
@@ -248,6 +303,7 @@ def parse_batch_message(raw: bytes | None) -> BatchMessage:
 
 # --- streamed transfers and the agents' own records ----------------------------------------------
 
+
 class StreamedTransfer(faust.Record, serializer="json"):
     """A live ADT event, streamed while its simulated day is under way."""
 
@@ -264,8 +320,14 @@ class StreamedTransfer(faust.Record, serializer="json"):
     def row(self) -> tuple[Any, ...]:
         """The transfer as a row of the ``transfers`` table."""
         return (
-            self.transfer_id, self.admission_id, self.patient_id, self.event_type,
-            self.from_ward_id, self.to_ward_id, self.transferred_at, self.day,
+            self.transfer_id,
+            self.admission_id,
+            self.patient_id,
+            self.event_type,
+            self.from_ward_id,
+            self.to_ward_id,
+            self.transferred_at,
+            self.day,
         )
 
 
@@ -355,6 +417,7 @@ def parse_ward_census(raw: bytes | None) -> WardCensus:
 
 
 # --- small validation helpers -----------------------------------------------------------------
+
 
 def _json_object(raw: bytes | None) -> dict[str, Any]:
     if not raw:

@@ -54,7 +54,8 @@ def name_pools() -> tuple[NamePool, ...]:
         provider = importlib.import_module(f"faker.providers.person.{locale}").Provider
         pools.append(
             NamePool(
-                locale, share,
+                locale,
+                share,
                 _names(provider.first_names_female),
                 _names(provider.first_names_male),
                 _names(provider.last_names),

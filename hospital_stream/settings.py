@@ -110,75 +110,108 @@ class Settings:
     """Everything the app, the CLI and the embedded stack need to know."""
 
     home: Path = _field(
-        "HOME", ".hospital", lambda s: Path(s).expanduser().absolute(),
+        "HOME",
+        ".hospital",
+        lambda s: Path(s).expanduser().absolute(),
         "folder holding the embedded broker's and PostgreSQL's state and logs",
     )
     kafka_url: str = _field(
-        "KAFKA_URL", DEFAULT_KAFKA_URL, _parse_url(("kafka",)),
+        "KAFKA_URL",
+        DEFAULT_KAFKA_URL,
+        _parse_url(("kafka",)),
         "Kafka bootstrap server (the embedded broker listens here when HOSPITAL_EMBEDDED)",
     )
     database_url: str = _field(
-        "DATABASE_URL", DEFAULT_DATABASE_URL, _parse_url(("postgresql", "postgres")),
+        "DATABASE_URL",
+        DEFAULT_DATABASE_URL,
+        _parse_url(("postgresql", "postgres")),
         "PostgreSQL connection URL (the embedded server listens here when HOSPITAL_EMBEDDED)",
         repr=False,
     )
     embedded: bool = _field(
-        "EMBEDDED", "true", _parse_bool,
+        "EMBEDDED",
+        "true",
+        _parse_bool,
         "true: start/use the local Tansu broker and PostgreSQL and apply their workarounds; "
         "false: a real Kafka cluster and PostgreSQL server",
     )
     app_id: str = _field(
-        "APP_ID", "hospital-stream", _parse_name,
+        "APP_ID",
+        "hospital-stream",
+        _parse_name,
         "Faust app id: consumer group and prefix of changelog topics",
     )
     topic_prefix: str = _field(
-        "TOPIC_PREFIX", "hospital", _parse_name,
+        "TOPIC_PREFIX",
+        "hospital",
+        _parse_name,
         "first part of every topic name (<prefix>.transfers.streamed, ...); runs sharing a broker "
         "need their own prefix and their own HOSPITAL_APP_ID",
     )
     topic_partitions: int = _field(
-        "TOPIC_PARTITIONS", "1", _parse_positive_int,
+        "TOPIC_PARTITIONS",
+        "1",
+        _parse_positive_int,
         "partitions of every topic (workers share them)",
     )
     web_host: str = _field("WEB_HOST", "127.0.0.1", str, "bind address of the worker's web view")
     web_port: int = _field("WEB_PORT", "6066", _parse_positive_int, "port of the worker's web view")
     seed: int = _field("SEED", "2020", _parse_non_negative_int, "simulation seed")
     start_date: dt.date = _field(
-        "START_DATE", "2020-01-01", _parse_date, "first simulated day",
+        "START_DATE",
+        "2020-01-01",
+        _parse_date,
+        "first simulated day",
     )
     schedule_days: int = _field(
-        "SCHEDULE_DAYS", "864", _parse_positive_int,
+        "SCHEDULE_DAYS",
+        "864",
+        _parse_positive_int,
         "length of the full schedule in simulated days (one day per 15 minutes at speed 1)",
     )
     speed: float | None = _field(
-        "SPEED", "1", parse_speed,
+        "SPEED",
+        "1",
+        parse_speed,
         "speed factor: 1 is the real schedule (3 transfers per 3 minutes, a day per 15 minutes); "
         "'max' runs as fast as the sink absorbs",
     )
     run_until_day: int | None = _field(
-        "RUN_UNTIL_DAY", "", _parse_optional_day,
+        "RUN_UNTIL_DAY",
+        "",
+        _parse_optional_day,
         "stop generating before this simulated day number (empty: the end of the schedule)",
     )
     beds: int = _field("BEDS", "1200", _parse_positive_int, "staffed beds of the hospital")
     population: int = _field(
-        "POPULATION", "1800000", _parse_positive_int,
+        "POPULATION",
+        "1800000",
+        _parse_positive_int,
         "people in the catchment population (stored as the patients table on day 0)",
     )
     max_unsunk_days: int = _field(
-        "MAX_UNSUNK_DAYS", "12", _parse_positive_int,
+        "MAX_UNSUNK_DAYS",
+        "12",
+        _parse_positive_int,
         "backpressure: days produced to Kafka but not yet stored before the generator waits",
     )
     sink_buffer_messages: int = _field(
-        "SINK_BUFFER_MESSAGES", "200", _parse_positive_int,
+        "SINK_BUFFER_MESSAGES",
+        "200",
+        _parse_positive_int,
         "messages the sink buffers before it writes one transaction",
     )
     sink_flush_seconds: float = _field(
-        "SINK_FLUSH_SECONDS", "0.25", _parse_positive_float,
+        "SINK_FLUSH_SECONDS",
+        "0.25",
+        _parse_positive_float,
         "longest time a record waits in the sink's buffer",
     )
 
     db_outage_seconds: float = _field(
-        "DB_OUTAGE_SECONDS", "600", _parse_positive_float,
+        "DB_OUTAGE_SECONDS",
+        "600",
+        _parse_positive_float,
         "how long the sink keeps retrying an unreachable PostgreSQL before the worker stops",
     )
 
@@ -232,6 +265,5 @@ class Settings:
 def documented_settings() -> list[tuple[str, str, str]]:
     """(variable, default, description) for every setting, for the README and --help."""
     return [
-        (f.metadata["env"], f.metadata["default"], f.metadata["doc"])
-        for f in dataclasses.fields(Settings)
+        (f.metadata["env"], f.metadata["default"], f.metadata["doc"]) for f in dataclasses.fields(Settings)
     ]

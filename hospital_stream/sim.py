@@ -37,6 +37,7 @@ CHUNK_ROWS = 5000
 
 # --- configuration -------------------------------------------------------------------------------
 
+
 @dataclasses.dataclass(frozen=True)
 class Specialty:
     """A clinical service: how the catchment uses it and how long patients stay."""
@@ -78,8 +79,12 @@ NURSE_SHIFTS = ("day", "night")
 ROTATION_RATE_PER_DAY = 1 / 365
 
 DISCHARGE_LOCATIONS = (
-    ("HOME", 0.60), ("HOME HEALTH CARE", 0.17), ("SKILLED NURSING FACILITY", 0.06),
-    ("REHAB", 0.05), ("TRANSFER TO OTHER HOSPITAL", 0.06), ("AGAINST ADVICE", 0.03),
+    ("HOME", 0.60),
+    ("HOME HEALTH CARE", 0.17),
+    ("SKILLED NURSING FACILITY", 0.06),
+    ("REHAB", 0.05),
+    ("TRANSFER TO OTHER HOSPITAL", 0.06),
+    ("AGAINST ADVICE", 0.03),
     ("CHRONIC/LONG TERM ACUTE CARE", 0.03),
 )
 ADMISSION_LOCATIONS = {
@@ -92,13 +97,32 @@ ADMISSION_LOCATIONS = {
 
 #: South Africa's population by five-year age band (0-4 ... 80+), mid-2020, shares.
 AGE_PYRAMID = np.array(
-    [0.098, 0.097, 0.091, 0.082, 0.083, 0.094, 0.091, 0.079, 0.064, 0.053,
-     0.045, 0.039, 0.032, 0.025, 0.018, 0.011, 0.011]
+    [
+        0.098,
+        0.097,
+        0.091,
+        0.082,
+        0.083,
+        0.094,
+        0.091,
+        0.079,
+        0.064,
+        0.053,
+        0.045,
+        0.039,
+        0.032,
+        0.025,
+        0.018,
+        0.011,
+        0.011,
+    ]
 )
 #: (centre date, width in days, extra share of medical demand) of South Africa's COVID-19 waves
 COVID_WAVES = (
-    (dt.date(2020, 7, 12), 24, 0.40), (dt.date(2021, 1, 10), 20, 0.45),
-    (dt.date(2021, 7, 5), 22, 0.55), (dt.date(2021, 12, 15), 14, 0.25),
+    (dt.date(2020, 7, 12), 24, 0.40),
+    (dt.date(2021, 1, 10), 20, 0.45),
+    (dt.date(2021, 7, 5), 22, 0.55),
+    (dt.date(2021, 12, 15), 14, 0.25),
     (dt.date(2022, 5, 20), 18, 0.10),
 )
 LOCKDOWN = (dt.date(2020, 3, 27), dt.date(2020, 8, 31))
@@ -127,8 +151,10 @@ class HospitalConfig:
     @classmethod
     def from_settings(cls, settings: Any) -> HospitalConfig:
         return cls(
-            seed=settings.seed, start_date=settings.start_date,
-            beds=settings.beds, population=settings.population,
+            seed=settings.seed,
+            start_date=settings.start_date,
+            beds=settings.beds,
+            population=settings.population,
         )
 
     def date_of(self, day: int) -> dt.date:
@@ -136,16 +162,18 @@ class HospitalConfig:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "seed": self.seed, "start_date": self.start_date.isoformat(), "beds": self.beds,
-            "population": self.population, "market_share": self.market_share,
+            "seed": self.seed,
+            "start_date": self.start_date.isoformat(),
+            "beds": self.beds,
+            "population": self.population,
+            "market_share": self.market_share,
         }
 
     @functools.cached_property
     def daily_demand(self) -> dict[str, float]:
         """Expected admissions a day per specialty, before seasons and waves."""
         return {
-            s.name: self.population * s.rate_per_1000 / 1000 * self.market_share / 365
-            for s in SPECIALTIES
+            s.name: self.population * s.rate_per_1000 / 1000 * self.market_share / 365 for s in SPECIALTIES
         }
 
     @functools.cached_property
@@ -155,8 +183,11 @@ class HospitalConfig:
         bed_days = {s.name: demand[s.name] * s.mean_stay_days for s in SPECIALTIES}
         emergency_hours = sum(EMERGENCY_STAY_HOURS) / 2
         bed_days[EMERGENCY_UNIT] = sum(
-            demand[s.name] * ((s.type_mix[0] + s.type_mix[1]) * emergency_hours / 24
-                              + s.type_mix[2] * min(OBSERVATION_MAX_DAYS, s.mean_stay_days * 0.35))
+            demand[s.name]
+            * (
+                (s.type_mix[0] + s.type_mix[1]) * emergency_hours / 24
+                + s.type_mix[2] * min(OBSERVATION_MAX_DAYS, s.mean_stay_days * 0.35)
+            )
             for s in SPECIALTIES
         )
         bed_days[ICU] = sum(demand[s.name] * s.icu_risk for s in SPECIALTIES) * ICU_MEAN_STAY_DAYS
@@ -173,8 +204,13 @@ class HospitalConfig:
                 name, code = names[specialty]
                 suffix = f" {index + 1}" if count > 1 else ""
                 wards.append(
-                    Ward(len(wards) + 1, f"{code}-{index + 1:02d}" if count > 1 else code,
-                         name + suffix, specialty, ward_beds)
+                    Ward(
+                        len(wards) + 1,
+                        f"{code}-{index + 1:02d}" if count > 1 else code,
+                        name + suffix,
+                        specialty,
+                        ward_beds,
+                    )
                 )
         return tuple(wards)
 
@@ -191,6 +227,7 @@ class HospitalConfig:
 
 
 # --- state ---------------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass
 class Inpatient:
@@ -237,8 +274,16 @@ def _state_to_json(state: HospitalState) -> dict[str, Any]:
     return {
         "next_day": state.next_day,
         "inpatients": [
-            [p.admission_id, p.patient_id, p.ward_id, p.admitted_at, [list(step) for step in p.plan],
-             p.dies, p.discharge_location, p.delays]
+            [
+                p.admission_id,
+                p.patient_id,
+                p.ward_id,
+                p.admitted_at,
+                [list(step) for step in p.plan],
+                p.dies,
+                p.discharge_location,
+                p.delays,
+            ]
             for p in state.inpatients.values()
         ],
         "staff": [
@@ -274,6 +319,7 @@ def decode_checkpoint(blob: bytes) -> HospitalState:
 
 # --- output --------------------------------------------------------------------------------------
 
+
 @dataclasses.dataclass
 class DayRecords:
     """One simulated day of hospital records, table by table, plus the live-stream selection."""
@@ -305,6 +351,7 @@ def _rng(config: HospitalConfig, day: int, *purpose: int) -> np.random.Generator
 
 
 # --- the catchment population -----------------------------------------------------------------
+
 
 class Population:
     """The catchment: birth dates and sexes for everyone, drawn once from the age pyramid."""
@@ -342,7 +389,9 @@ class Population:
         if specialty == "psychiatry":
             return np.where((age >= 16) & (age < 70), 1.0, 0.0)
         if specialty == "orthopaedics":
-            return np.where(adult, 1.0 + np.exp((age - 60) / 12) + np.where(~female & (age < 40), 1.0, 0.0), 0.0)
+            return np.where(
+                adult, 1.0 + np.exp((age - 60) / 12) + np.where(~female & (age < 40), 1.0, 0.0), 0.0
+            )
         return np.where(adult, np.exp((age - 40) / 18), 0.0)
 
     def rows(self, start: int, stop: int) -> list[tuple[Any, ...]]:
@@ -351,7 +400,7 @@ class Population:
         for block in range(start // CHUNK_ROWS, (stop - 1) // CHUNK_ROWS + 1 if stop > start else 0):
             block_start = block * CHUNK_ROWS
             block_rows = self._block_rows(block_start, min(block_start + CHUNK_ROWS, len(self.female)))
-            rows.extend(block_rows[max(0, start - block_start):stop - block_start])
+            rows.extend(block_rows[max(0, start - block_start) : stop - block_start])
         return rows
 
     def _block_rows(self, start: int, stop: int) -> list[tuple[Any, ...]]:
@@ -377,18 +426,20 @@ class Population:
         for i in range(n):
             pool = pools[pool_of[i]]
             firsts = pool.first_female if female[i] else pool.first_male
-            rows.append((
-                int(index[i]) + 1,
-                ids[i],
-                firsts[int(first_draw[i] * len(firsts))],
-                pool.last[int(last_draw[i] * len(pool.last))],
-                "F" if female[i] else "M",
-                dt.date.fromordinal(int(births[i])).isoformat(),
-                f"{number[i]} {addresses.streets[street[i]]} Street",
-                addresses.cities[city[i]],
-                f"{postcode[i]:04d}",
-                0,
-            ))
+            rows.append(
+                (
+                    int(index[i]) + 1,
+                    ids[i],
+                    firsts[int(first_draw[i] * len(firsts))],
+                    pool.last[int(last_draw[i] * len(pool.last))],
+                    "F" if female[i] else "M",
+                    dt.date.fromordinal(int(births[i])).isoformat(),
+                    f"{number[i]} {addresses.streets[street[i]]} Street",
+                    addresses.cities[city[i]],
+                    f"{postcode[i]:04d}",
+                    0,
+                )
+            )
         return rows
 
 
@@ -475,6 +526,7 @@ def is_valid_national_id(number: str, birth_date: dt.date | None = None, sex: st
 
 # --- the model -----------------------------------------------------------------------------------
 
+
 class Hospital:
     """Runs the model day by day; holds only derived, read-only helpers besides the config."""
 
@@ -502,8 +554,18 @@ class Hospital:
                     age = float(np.clip(rng.normal(41, 11), 21, 64.95))
                     birth = start.toordinal() - int(age * 365.25)
                     hired = start.toordinal() - int(min(age - 21, rng.exponential(8)) * 365.25)
-                    self._hire(state, tables, rng, 0, role, self._staff_specialty(rng, role, ward),
-                               birth, hired, ward.ward_id, NURSE_SHIFTS[k % 2] if role == "nurse" else "day")
+                    self._hire(
+                        state,
+                        tables,
+                        rng,
+                        0,
+                        role,
+                        self._staff_specialty(rng, role, ward),
+                        birth,
+                        hired,
+                        ward.ward_id,
+                        NURSE_SHIFTS[k % 2] if role == "nurse" else "day",
+                    )
         # Inpatients already in bed: admitted during the days before the start.
         seq = 0
         specialties = {s.name: s for s in SPECIALTIES}
@@ -519,17 +581,33 @@ class Hospital:
                 stay = self._length_of_stay(rng, specialty, "EMERGENCY")
                 admitted = -int(rng.random() * min(stay, 10 * MINUTES_PER_DAY))
                 discharge = max(admitted + stay, 30 + int(rng.random() * MINUTES_PER_DAY))
-                patient = self._new_inpatient(rng, admission_id, int(person) + 1, ward.ward_id,
-                                              admitted, [[discharge, 0]], 0.0)
+                patient = self._new_inpatient(
+                    rng, admission_id, int(person) + 1, ward.ward_id, admitted, [[discharge, 0]], 0.0
+                )
                 state.inpatients[admission_id] = patient
-                tables["admissions"].append((
-                    admission_id, patient.patient_id, ward.ward_id, ts(admitted, start), "EMERGENCY",
-                    "EMERGENCY ROOM", 0,
-                ))
-                tables["transfers"].append((
-                    make_id(0, seq, 7), admission_id, patient.patient_id, "admit", None,
-                    ward.ward_id, ts(admitted, start), 0,
-                ))
+                tables["admissions"].append(
+                    (
+                        admission_id,
+                        patient.patient_id,
+                        ward.ward_id,
+                        ts(admitted, start),
+                        "EMERGENCY",
+                        "EMERGENCY ROOM",
+                        0,
+                    )
+                )
+                tables["transfers"].append(
+                    (
+                        make_id(0, seq, 7),
+                        admission_id,
+                        patient.patient_id,
+                        "admit",
+                        None,
+                        ward.ward_id,
+                        ts(admitted, start),
+                        0,
+                    )
+                )
                 tables["diagnoses"].extend(self._diagnoses(rng, admission_id, specialty.name, 0, 0.0))
         state.next_day = 0
         return state, tables
@@ -542,8 +620,17 @@ class Hospital:
         return ward.specialty
 
     def _hire(
-        self, state: HospitalState, tables: dict[str, list[tuple[Any, ...]]], rng: np.random.Generator,
-        day: int, role: str, specialty: str, birth: int, hired: int, ward_id: int, shift: str,
+        self,
+        state: HospitalState,
+        tables: dict[str, list[tuple[Any, ...]]],
+        rng: np.random.Generator,
+        day: int,
+        role: str,
+        specialty: str,
+        birth: int,
+        hired: int,
+        ward_id: int,
+        shift: str,
     ) -> StaffMember:
         staff_id = make_id(day, len(tables["staff"]) + 1)
         assignment_id = make_id(day, len(tables["staff_assignments"]) + 1)
@@ -556,14 +643,28 @@ class Hospital:
         member = StaffMember(staff_id, role, specialty, birth, ward_id, shift, assignment_id, starts_on)
         state.staff[staff_id] = member
         hired_on = dt.date.fromordinal(hired).isoformat()
-        tables["staff"].append((
-            staff_id, role, specialty, firsts[int(rng.integers(len(firsts)))],
-            pool.last[int(rng.integers(len(pool.last)))], dt.date.fromordinal(birth).isoformat(),
-            hired_on, day,
-        ))
-        tables["staff_assignments"].append((
-            assignment_id, staff_id, ward_id, shift, dt.date.fromordinal(starts_on).isoformat(), day,
-        ))
+        tables["staff"].append(
+            (
+                staff_id,
+                role,
+                specialty,
+                firsts[int(rng.integers(len(firsts)))],
+                pool.last[int(rng.integers(len(pool.last)))],
+                dt.date.fromordinal(birth).isoformat(),
+                hired_on,
+                day,
+            )
+        )
+        tables["staff_assignments"].append(
+            (
+                assignment_id,
+                staff_id,
+                ward_id,
+                shift,
+                dt.date.fromordinal(starts_on).isoformat(),
+                day,
+            )
+        )
         return member
 
     # -- one ordinary day --
@@ -574,10 +675,7 @@ class Hospital:
             raise ValueError(f"state is for day {state.next_day}, not day {day}")
         config = self.config
         tables: dict[str, list[tuple[Any, ...]]] = {
-            name: [] for name in (
-                "staff", "staff_assignments", "staff_assignment_ends", "staff_retirements",
-                "bed_requests", "admissions", "admission_discharges", "transfers", "diagnoses",
-            )
+            name: [] for name in TABLE_ORDER if name not in DAY_ZERO_TABLES
         }
         extra: dict[str, Sequence[tuple[Any, ...]]] = {}
         if day == 0:
@@ -594,8 +692,9 @@ class Hospital:
         state.next_day = day + 1
         ordered = {**extra, **tables}
         ordered_tables = {name: ordered[name] for name in TABLE_ORDER if name in ordered}
-        return DayRecords(day, config.date_of(day), ordered_tables,
-                          self._select_streamed(tables["transfers"], day), state)
+        return DayRecords(
+            day, config.date_of(day), ordered_tables, self._select_streamed(tables["transfers"], day), state
+        )
 
     def _staff_day(self, state: HospitalState, tables: dict[str, list[tuple[Any, ...]]], day: int) -> None:
         """Retire everyone turning 65 today, hire a same-specialty replacement, rotate a few."""
@@ -610,21 +709,39 @@ class Hospital:
             tables["staff_retirements"].append((member.staff_id, today.isoformat()))
             tables["staff_assignment_ends"].append((member.assignment_id, member.staff_id, yesterday))
             age = float(rng.uniform(22, 35))
-            self._hire(state, tables, rng, day, member.role, member.specialty,
-                       today.toordinal() - int(age * 365.25), today.toordinal(),
-                       member.ward_id, member.shift)
+            self._hire(
+                state,
+                tables,
+                rng,
+                day,
+                member.role,
+                member.specialty,
+                today.toordinal() - int(age * 365.25),
+                today.toordinal(),
+                member.ward_id,
+                member.shift,
+            )
         # Rotations swap two people of the same role and specialty between wards, so every
         # ward keeps its staffing while the assignment history grows.
         candidates = sorted(state.staff.values(), key=lambda m: m.staff_id)
-        movers = [m for m, u in zip(candidates, rng.random(len(candidates)), strict=True)
-                  if u < ROTATION_RATE_PER_DAY and m.role in ("doctor", "nurse")]
+        movers = [
+            m
+            for m, u in zip(candidates, rng.random(len(candidates)), strict=True)
+            if u < ROTATION_RATE_PER_DAY and m.role in ("doctor", "nurse")
+        ]
         taken: set[int] = set()
         for mover in movers:
             if mover.staff_id in taken:
                 continue
-            partners = [m for m in candidates if m.role == mover.role and m.specialty == mover.specialty
-                        and m.ward_id != mover.ward_id and m.staff_id not in taken
-                        and m.staff_id != mover.staff_id]
+            partners = [
+                m
+                for m in candidates
+                if m.role == mover.role
+                and m.specialty == mover.specialty
+                and m.ward_id != mover.ward_id
+                and m.staff_id not in taken
+                and m.staff_id != mover.staff_id
+            ]
             if not partners:
                 continue
             partner = partners[int(rng.integers(len(partners)))]
@@ -635,9 +752,16 @@ class Hospital:
                 member.assignment_id = make_id(day, len(tables["staff_assignments"]) + 1)
                 member.ward_id = ward_id
                 member.since = today.toordinal()
-                tables["staff_assignments"].append((
-                    member.assignment_id, member.staff_id, ward_id, member.shift, today.isoformat(), day,
-                ))
+                tables["staff_assignments"].append(
+                    (
+                        member.assignment_id,
+                        member.staff_id,
+                        ward_id,
+                        member.shift,
+                        today.isoformat(),
+                        day,
+                    )
+                )
 
     def _patient_day(self, state: HospitalState, tables: dict[str, list[tuple[Any, ...]]], day: int) -> None:
         """Arrivals, moves and discharges in event-time order, never above a ward's beds."""
@@ -660,7 +784,9 @@ class Hospital:
             events.append((arrival[0], order, "arrive", arrival))
         heapq.heapify(events)
         counters = {
-            "admission": len(tables["admissions"]), "transfer": len(tables["transfers"]), "request": 0,
+            "admission": len(tables["admissions"]),
+            "transfer": len(tables["transfers"]),
+            "request": 0,
         }
 
         def next_id(kind: str, width: int = 6) -> int:
@@ -674,10 +800,18 @@ class Hospital:
         def move(patient: Inpatient, minute: int, to_ward: int) -> None:
             occupancy[patient.ward_id] -= 1
             occupancy[to_ward] += 1
-            tables["transfers"].append((
-                next_id("transfer", 7), patient.admission_id, patient.patient_id, "transfer",
-                patient.ward_id, to_ward, ts(minute, start), day,
-            ))
+            tables["transfers"].append(
+                (
+                    next_id("transfer", 7),
+                    patient.admission_id,
+                    patient.patient_id,
+                    "transfer",
+                    patient.ward_id,
+                    to_ward,
+                    ts(minute, start),
+                    day,
+                )
+            )
             patient.ward_id = to_ward
 
         while events:
@@ -690,15 +824,26 @@ class Hospital:
             if target == 0:  # discharge
                 occupancy[patient.ward_id] -= 1
                 del state.inpatients[patient.admission_id]
-                tables["transfers"].append((
-                    next_id("transfer", 7), patient.admission_id, patient.patient_id, "discharge",
-                    patient.ward_id, None, ts(minute, start), day,
-                ))
-                tables["admission_discharges"].append((
-                    patient.admission_id, ts(minute, start),
-                    "DIED" if patient.dies else patient.discharge_location,
-                    ts(minute, start) if patient.dies else None,
-                ))
+                tables["transfers"].append(
+                    (
+                        next_id("transfer", 7),
+                        patient.admission_id,
+                        patient.patient_id,
+                        "discharge",
+                        patient.ward_id,
+                        None,
+                        ts(minute, start),
+                        day,
+                    )
+                )
+                tables["admission_discharges"].append(
+                    (
+                        patient.admission_id,
+                        ts(minute, start),
+                        "DIED" if patient.dies else patient.discharge_location,
+                        ts(minute, start) if patient.dies else None,
+                    )
+                )
             else:
                 ward = config.ward_by_id[target]
                 if ward.specialty != config.ward_by_id[patient.ward_id].specialty:
@@ -749,15 +894,28 @@ class Hospital:
                     minute_of_day = int(rng.integers(7 * 60, 11 * 60))
                 else:
                     minute_of_day = int(_arrival_minute(rng))
-                arrivals.append((day * MINUTES_PER_DAY + minute_of_day, specialty.name,
-                                 ADMISSION_TYPES[type_index], int(person)))
+                arrivals.append(
+                    (
+                        day * MINUTES_PER_DAY + minute_of_day,
+                        specialty.name,
+                        ADMISSION_TYPES[type_index],
+                        int(person),
+                    )
+                )
         arrivals.sort()
         return arrivals
 
     def _arrive(
-        self, rng: np.random.Generator, state: HospitalState, tables: dict[str, list[tuple[Any, ...]]],
-        arrival: tuple[int, str, str, int], occupancy: dict[int, int], free_ward: Any, next_id: Any,
-        events: list[tuple[int, int, str, Any]], day: int,
+        self,
+        rng: np.random.Generator,
+        state: HospitalState,
+        tables: dict[str, list[tuple[Any, ...]]],
+        arrival: tuple[int, str, str, int],
+        occupancy: dict[int, int],
+        free_ward: Any,
+        next_id: Any,
+        events: list[tuple[int, int, str, Any]],
+        day: int,
     ) -> None:
         minute, specialty_name, admission_type, person = arrival
         config, start = self.config, self.config.start_date
@@ -766,12 +924,19 @@ class Hospital:
         via_emergency = admission_type in ("EMERGENCY", "URGENT", "OBSERVATION")
         ward = free_ward(EMERGENCY_UNIT) if via_emergency else None
         ward = ward or free_ward(specialty_name)
-        requested = (config.wards_by_specialty[EMERGENCY_UNIT if via_emergency else specialty_name][0])
+        requested = config.wards_by_specialty[EMERGENCY_UNIT if via_emergency else specialty_name][0]
         outcome = "admitted" if ward else ("diverted" if via_emergency else "postponed")
-        tables["bed_requests"].append((
-            next_id("request"), patient_id, (ward or requested).ward_id, ts(minute, start),
-            admission_type, outcome, day,
-        ))
+        tables["bed_requests"].append(
+            (
+                next_id("request"),
+                patient_id,
+                (ward or requested).ward_id,
+                ts(minute, start),
+                admission_type,
+                outcome,
+                day,
+            )
+        )
         if ward is None:
             return
         admission_id = next_id("admission")
@@ -801,26 +966,48 @@ class Hospital:
         state.inpatients[admission_id] = patient
         occupancy[ward.ward_id] += 1
         location_names, location_p = zip(*ADMISSION_LOCATIONS[admission_type], strict=True)
-        tables["admissions"].append((
-            admission_id, patient_id, ward.ward_id, ts(minute, start), admission_type,
-            location_names[int(rng.choice(len(location_names), p=location_p))], day,
-        ))
-        tables["transfers"].append((
-            next_id("transfer", 7), admission_id, patient_id, "admit", None, ward.ward_id,
-            ts(minute, start), day,
-        ))
+        tables["admissions"].append(
+            (
+                admission_id,
+                patient_id,
+                ward.ward_id,
+                ts(minute, start),
+                admission_type,
+                location_names[int(rng.choice(len(location_names), p=location_p))],
+                day,
+            )
+        )
+        tables["transfers"].append(
+            (
+                next_id("transfer", 7),
+                admission_id,
+                patient_id,
+                "admit",
+                None,
+                ward.ward_id,
+                ts(minute, start),
+                day,
+            )
+        )
         tables["diagnoses"].extend(self._diagnoses(rng, admission_id, specialty_name, day, age))
         if patient.plan[0][0] < (day + 1) * MINUTES_PER_DAY:
             heapq.heappush(events, (patient.plan[0][0], -admission_id, "step", admission_id))
 
     def _new_inpatient(
-        self, rng: np.random.Generator, admission_id: int, patient_id: int, ward_id: int,
-        admitted: int, plan: list[list[int]], death_risk: float,
+        self,
+        rng: np.random.Generator,
+        admission_id: int,
+        patient_id: int,
+        ward_id: int,
+        admitted: int,
+        plan: list[list[int]],
+        death_risk: float,
     ) -> Inpatient:
         names, weights = zip(*DISCHARGE_LOCATIONS, strict=True)
         location = names[int(rng.choice(len(names), p=np.array(weights) / sum(weights)))]
-        return Inpatient(admission_id, patient_id, ward_id, admitted, plan,
-                         bool(rng.random() < death_risk), location)
+        return Inpatient(
+            admission_id, patient_id, ward_id, admitted, plan, bool(rng.random() < death_risk), location
+        )
 
     def _length_of_stay(self, rng: np.random.Generator, specialty: Specialty, admission_type: str) -> int:
         mean = specialty.mean_stay_days
@@ -835,7 +1022,12 @@ class Hospital:
         return max(240, int(days * MINUTES_PER_DAY))
 
     def _diagnoses(
-        self, rng: np.random.Generator, admission_id: int, specialty: str, day: int, age: float,
+        self,
+        rng: np.random.Generator,
+        admission_id: int,
+        specialty: str,
+        day: int,
+        age: float,
     ) -> list[tuple[Any, ...]]:
         date = self.config.date_of(day)
         primary_pool = list(self.codes_by_category[specialty])
@@ -858,7 +1050,9 @@ class Hospital:
         day_start = dt.datetime.combine(self.config.date_of(day), dt.time(), SAST)
         for row in ordered:
             minute = (dt.datetime.fromisoformat(row[6]) - day_start).total_seconds() / 60
-            slot = min(STREAM_SLOTS_PER_DAY - 1, max(0, int(minute * STREAM_SLOTS_PER_DAY // MINUTES_PER_DAY)))
+            slot = min(
+                STREAM_SLOTS_PER_DAY - 1, max(0, int(minute * STREAM_SLOTS_PER_DAY // MINUTES_PER_DAY))
+            )
             slots[slot].append(row)
         chosen = []
         for rows in slots:
@@ -870,9 +1064,22 @@ class Hospital:
         return chosen
 
 
+#: tables only day 0 fills: the reference data and the catchment population
+DAY_ZERO_TABLES = ("icd10_codes", "wards", "patients")
+#: the order a day's tables are sent in, so foreign keys always point at stored rows
 TABLE_ORDER = (
-    "icd10_codes", "wards", "patients", "staff", "staff_assignments", "staff_assignment_ends",
-    "staff_retirements", "bed_requests", "admissions", "transfers", "admission_discharges", "diagnoses",
+    "icd10_codes",
+    "wards",
+    "patients",
+    "staff",
+    "staff_assignments",
+    "staff_assignment_ends",
+    "staff_retirements",
+    "bed_requests",
+    "admissions",
+    "transfers",
+    "admission_discharges",
+    "diagnoses",
 )
 
 

@@ -28,7 +28,6 @@ from psycopg_pool import AsyncConnectionPool
 from hospital_stream import db
 from hospital_stream.errors import DatabaseError, InvalidMessage
 from hospital_stream.models import (
-    TABLES,
     TRANSFER_COLUMNS,
     BatchMessage,
     StreamedTransfer,
@@ -98,8 +97,12 @@ class PostgresSink(Service):
         #: topic name -> "streamed" | "batch" | "census"
         self.topics = topics
         self.pool = AsyncConnectionPool(
-            settings.database_url, open=False, min_size=1, max_size=4,
-            kwargs={"connect_timeout": 10}, name="hospital-stream",
+            settings.database_url,
+            open=False,
+            min_size=1,
+            max_size=4,
+            kwargs={"connect_timeout": 10},
+            name="hospital-stream",
         )
         self.ready = asyncio.Event()
         self.last_flush: float | None = None
@@ -128,9 +131,12 @@ class PostgresSink(Service):
                         f"PostgreSQL unreachable for {waited:.0f} s (limit "
                         f"HOSPITAL_DB_OUTAGE_SECONDS={self.settings.db_outage_seconds:.0f}): {exc}"
                     ) from exc
-                logger.warning("PostgreSQL unavailable (%s); retrying %d messages in %.1f s",
-                               str(exc).strip().splitlines()[0] if str(exc).strip() else exc,
-                               len(messages), delay)
+                logger.warning(
+                    "PostgreSQL unavailable (%s); retrying %d messages in %.1f s",
+                    str(exc).strip().splitlines()[0] if str(exc).strip() else exc,
+                    len(messages),
+                    delay,
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 15.0)
         self.last_flush = time.time()
@@ -183,9 +189,14 @@ class PostgresSink(Service):
                 await self._dead_letter(conn, dead)
                 result.dead_letters += len(dead)
                 for letter in dead:
-                    logger.warning("dead letter from %s[%d]@%d row %d: %s", letter.source.topic,
-                                   letter.source.partition, letter.source.offset,
-                                   letter.row_number, letter.reason)
+                    logger.warning(
+                        "dead letter from %s[%d]@%d row %d: %s",
+                        letter.source.topic,
+                        letter.source.partition,
+                        letter.source.offset,
+                        letter.row_number,
+                        letter.reason,
+                    )
         return result
 
     async def _run_id(self, conn: psycopg.AsyncConnection[Any]) -> str | None:
@@ -209,7 +220,10 @@ class PostgresSink(Service):
         return cur.rowcount == 1
 
     async def _write_chunk(
-        self, conn: psycopg.AsyncConnection[Any], message: Incoming, batch: BatchMessage,
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        message: Incoming,
+        batch: BatchMessage,
         dead: list[DeadLetter],
     ) -> int:
         """Write a chunk in a savepoint; if PostgreSQL rejects it, find the bad rows by halving."""
@@ -217,8 +231,12 @@ class PostgresSink(Service):
         return await self._write_lines(conn, message, batch, list(enumerate(lines, start=1)), dead)
 
     async def _write_lines(
-        self, conn: psycopg.AsyncConnection[Any], message: Incoming, batch: BatchMessage,
-        lines: list[tuple[int, bytes]], dead: list[DeadLetter],
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        message: Incoming,
+        batch: BatchMessage,
+        lines: list[tuple[int, bytes]],
+        dead: list[DeadLetter],
     ) -> int:
         try:
             async with conn.transaction():
@@ -231,12 +249,17 @@ class PostgresSink(Service):
                 dead.append(DeadLetter(message, f"{batch.header.table}: {reason}", number, line))
                 return 0
             if len(lines) == batch.header.rows:
-                logger.info("chunk %d/%d (%s) rejected (%s); looking for its bad rows",
-                            batch.header.day, batch.header.seq, batch.header.table,
-                            str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
+                logger.info(
+                    "chunk %d/%d (%s) rejected (%s); looking for its bad rows",
+                    batch.header.day,
+                    batch.header.seq,
+                    batch.header.table,
+                    str(exc).strip().splitlines()[0] if str(exc).strip() else exc,
+                )
         half = len(lines) // 2
-        return (await self._write_lines(conn, message, batch, lines[:half], dead)
-                + await self._write_lines(conn, message, batch, lines[half:], dead))
+        return await self._write_lines(conn, message, batch, lines[:half], dead) + await self._write_lines(
+            conn, message, batch, lines[half:], dead
+        )
 
     async def _apply(
         self, conn: psycopg.AsyncConnection[Any], spec: TableSpec, payload: bytes, rows: int
@@ -267,8 +290,11 @@ class PostgresSink(Service):
         """An empty temporary table with ``columns`` of ``target`` (dropped at commit)."""
         stage = f"stage_{name}"
         await conn.execute(
-            sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
-                sql.Identifier(stage), sql.SQL(", ").join(map(sql.Identifier, columns)),
+            sql.SQL(
+                "CREATE TEMP TABLE IF NOT EXISTS {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA"
+            ).format(
+                sql.Identifier(stage),
+                sql.SQL(", ").join(map(sql.Identifier, columns)),
                 sql.Identifier(target),
             )
         )
@@ -307,10 +333,17 @@ class PostgresSink(Service):
                 'INSERT INTO dead_letters (topic, partition, "offset", row_number, reason, payload,'
                 " payload_bytes) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
                 [
-                    (d.source.topic, d.source.partition, d.source.offset, d.row_number,
-                     d.reason[:1000], (payload := d.payload if d.payload is not None
-                                       else d.source.value or b"")[:DEAD_LETTER_PAYLOAD_BYTES],
-                     len(payload))
+                    (
+                        d.source.topic,
+                        d.source.partition,
+                        d.source.offset,
+                        d.row_number,
+                        d.reason[:1000],
+                        (payload := d.payload if d.payload is not None else d.source.value or b"")[
+                            :DEAD_LETTER_PAYLOAD_BYTES
+                        ],
+                        len(payload),
+                    )
                     for d in dead
                 ],
             )
@@ -345,5 +378,9 @@ def _merge_sql(stage: str, seen_here: str, seen_other: str, *, batch_wins: bool)
     return sql.SQL(
         "INSERT INTO transfers ({columns}, {seen}) SELECT {columns}, true FROM {stage}"
         " ON CONFLICT (transfer_id) DO UPDATE SET {updates}"
-    ).format(columns=columns, seen=sql.Identifier(seen_here), stage=sql.Identifier(stage),
-             updates=sql.SQL(", ").join(updates))
+    ).format(
+        columns=columns,
+        seen=sql.Identifier(seen_here),
+        stage=sql.Identifier(stage),
+        updates=sql.SQL(", ").join(updates),
+    )

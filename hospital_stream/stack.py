@@ -53,8 +53,12 @@ PG_SERVER_OPTIONS = {"max_connections": "50", "shared_buffers": "256MB"}
 _MAX_SOCKET_PATH = 107
 # Variables the Tansu binary reads as defaults for its flags; a stray one must not leak in.
 _TANSU_ENV = (
-    "CLUSTER_ID", "LISTENER_URL", "ADVERTISED_LISTENER_URL", "STORAGE_ENGINE",
-    "SCHEMA_REGISTRY", "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "CLUSTER_ID",
+    "LISTENER_URL",
+    "ADVERTISED_LISTENER_URL",
+    "STORAGE_ENGINE",
+    "SCHEMA_REGISTRY",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
 )
 
 
@@ -132,12 +136,18 @@ def status(settings: Settings) -> dict[str, ServiceStatus]:
     broker_pid = _broker_pid(paths)
     return {
         "postgres": ServiceStatus(
-            "postgres", pg_pid is not None, pg_pid,
-            _host_port(*settings.database_address), paths.postgres_log,
+            "postgres",
+            pg_pid is not None,
+            pg_pid,
+            _host_port(*settings.database_address),
+            paths.postgres_log,
         ),
         "broker": ServiceStatus(
-            "broker", broker_pid is not None, broker_pid,
-            _host_port(*settings.kafka_address), paths.broker_log,
+            "broker",
+            broker_pid is not None,
+            broker_pid,
+            _host_port(*settings.kafka_address),
+            paths.broker_log,
         ),
     }
 
@@ -197,21 +207,46 @@ def _up_postgres(settings: Settings, paths: _Paths) -> bool:
         logger.info("initialising PostgreSQL data folder %s with %s", paths.pgdata, bin_dir)
         _run_pg(
             [
-                str(bin_dir / "initdb"), "-D", str(paths.pgdata), "-U", PG_SUPERUSER,
-                "--auth=trust", "-E", "UTF8", "--locale=C",
+                str(bin_dir / "initdb"),
+                "-D",
+                str(paths.pgdata),
+                "-U",
+                PG_SUPERUSER,
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
             ],
-            user, paths, "initdb failed",
+            user,
+            paths,
+            "initdb failed",
         )
     options = [
-        "-c", f"listen_addresses={host}", "-p", str(port), "-k", str(paths.socket_dir),
+        "-c",
+        f"listen_addresses={host}",
+        "-p",
+        str(port),
+        "-k",
+        str(paths.socket_dir),
         *[arg for key, value in PG_SERVER_OPTIONS.items() for arg in ("-c", f"{key}={value}")],
     ]
     _run_pg(
         [
-            str(bin_dir / "pg_ctl"), "-D", str(paths.pgdata), "-l", str(paths.postgres_log),
-            "-o", shlex.join(options), "-w", "-t", str(int(START_TIMEOUT)), "start",
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(paths.pgdata),
+            "-l",
+            str(paths.postgres_log),
+            "-o",
+            shlex.join(options),
+            "-w",
+            "-t",
+            str(int(START_TIMEOUT)),
+            "start",
         ],
-        user, paths, f"PostgreSQL did not start on {_host_port(host, port)}",
+        user,
+        paths,
+        f"PostgreSQL did not start on {_host_port(host, port)}",
     )
     pid = _postgres_pid(paths)
     if pid is None or not _wait_port(host, port, START_TIMEOUT, lambda: _postgres_pid(paths)):
@@ -221,7 +256,10 @@ def _up_postgres(settings: Settings, paths: _Paths) -> bool:
     _ensure_role_and_database(settings)
     logger.info(
         "started PostgreSQL (pid %d, %s) on %s in %.1f s",
-        pid, bin_dir, _host_port(host, port), time.monotonic() - t0,
+        pid,
+        bin_dir,
+        _host_port(host, port),
+        time.monotonic() - t0,
     )
     return True
 
@@ -238,10 +276,19 @@ def _down_postgres(paths: _Paths) -> bool:
         user = _pg_user(paths, bin_dir)
         _run_pg(
             [
-                str(bin_dir / "pg_ctl"), "-D", str(paths.pgdata), "-m", "fast",
-                "-w", "-t", str(int(STOP_TIMEOUT)), "stop",
+                str(bin_dir / "pg_ctl"),
+                "-D",
+                str(paths.pgdata),
+                "-m",
+                "fast",
+                "-w",
+                "-t",
+                str(int(STOP_TIMEOUT)),
+                "stop",
             ],
-            user, paths, "pg_ctl stop failed",
+            user,
+            paths,
+            "pg_ctl stop failed",
         )
         stopped_by_pg_ctl = True
     except StackError as exc:
@@ -291,19 +338,20 @@ def _ensure_role_and_database(settings: Settings) -> None:
     dbname = str(info.get("dbname") or role)
     try:
         with psycopg.connect(
-            host=host, port=port, user=PG_SUPERUSER, dbname="postgres",
-            autocommit=True, connect_timeout=10,
+            host=host,
+            port=port,
+            user=PG_SUPERUSER,
+            dbname="postgres",
+            autocommit=True,
+            connect_timeout=10,
         ) as conn:
-            if role != PG_SUPERUSER and not conn.execute(
-                "SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)
-            ).fetchone():
-                conn.execute(
-                    sql.SQL("CREATE ROLE {} LOGIN CREATEROLE CREATEDB").format(sql.Identifier(role))
-                )
+            if (
+                role != PG_SUPERUSER
+                and not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+            ):
+                conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEROLE CREATEDB").format(sql.Identifier(role)))
                 logger.info("created PostgreSQL role %s", role)
-            if not conn.execute(
-                "SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)
-            ).fetchone():
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone():
                 conn.execute(
                     sql.SQL("CREATE DATABASE {} OWNER {}").format(
                         sql.Identifier(dbname), sql.Identifier(role)
@@ -315,8 +363,7 @@ def _ensure_role_and_database(settings: Settings) -> None:
     except psycopg.Error as exc:
         message = " ".join(str(exc).split())
         raise StackError(
-            f"the embedded PostgreSQL on {_host_port(host, port)} is up but refused setup: "
-            f"{message}"
+            f"the embedded PostgreSQL on {_host_port(host, port)} is up but refused setup: {message}"
         ) from exc
 
 
@@ -341,7 +388,8 @@ def _pg_bin_candidates(
         return [(PG_BIN_ENV, folder)]
     candidates = []
     system = [
-        folder for folder in system_root.glob("*/bin")
+        folder
+        for folder in system_root.glob("*/bin")
         if all(_is_executable(folder / name) for name in PG_PROGRAMS)
     ]
     system.sort(key=lambda folder: _version_key(folder.parent.name), reverse=True)
@@ -392,7 +440,10 @@ def _pg_major_version(bin_dir: Path) -> str | None:
     try:
         out = subprocess.run(
             [str(bin_dir / "postgres"), "--version"],
-            capture_output=True, text=True, timeout=10, check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
@@ -448,7 +499,8 @@ def _create_pg_user() -> pwd.struct_passwd:
     logger.info("creating system user %s to run PostgreSQL", PG_USER)
     result = subprocess.run(
         [useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PG_USER],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     entry = _find_user(PG_USER)
     if entry is None:
@@ -492,9 +544,15 @@ def _run_pg(
     logger.debug("running %s", shlex.join(cmd))
     try:
         result = subprocess.run(
-            cmd, capture_output=True, text=True, env=env, cwd=paths.home,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-            timeout=START_TIMEOUT + 30, **extra,  # type: ignore[call-overload]
+            cmd,
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=paths.home,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            timeout=START_TIMEOUT + 30,
+            **extra,  # type: ignore[call-overload]
         )
     except (OSError, subprocess.SubprocessError) as exc:
         raise StackError(f"{failure}: {_one_line(str(exc))}") from exc
@@ -515,8 +573,14 @@ def _tansu_bin() -> Path:
 def _broker_argv(settings: Settings) -> list[str]:
     url = f"tcp://{_host_port(*settings.kafka_address)}"
     return [
-        str(_tansu_bin()), "broker", "--listener-url", url, "--advertised-listener-url", url,
-        "--storage-engine", "memory://tansu/",
+        str(_tansu_bin()),
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+        "--storage-engine",
+        "memory://tansu/",
     ]
 
 
@@ -546,8 +610,13 @@ def _up_broker(settings: Settings, paths: _Paths) -> bool:
     env = {k: v for k, v in os.environ.items() if k not in _TANSU_ENV}
     with open(paths.broker_log, "ab") as log:
         proc = subprocess.Popen(
-            _broker_argv(settings), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-            cwd=paths.home, env=env, start_new_session=True,
+            _broker_argv(settings),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            cwd=paths.home,
+            env=env,
+            start_new_session=True,
         )
     # Keep the handle so this process can reap the broker if it stops it again.
     _CHILDREN[proc.pid] = proc
@@ -555,12 +624,12 @@ def _up_broker(settings: Settings, paths: _Paths) -> bool:
     if not _wait_broker(host, port, lambda: proc.poll() is None):
         _terminate(proc.pid, signal.SIGTERM)
         paths.broker_pid.unlink(missing_ok=True)
-        raise StackError(
-            f"the broker did not start on {_host_port(host, port)}{_log_tail(paths.broker_log)}"
-        )
+        raise StackError(f"the broker did not start on {_host_port(host, port)}{_log_tail(paths.broker_log)}")
     logger.info(
         "started the broker (pid %d) on %s in %.1f s",
-        proc.pid, _host_port(host, port), time.monotonic() - t0,
+        proc.pid,
+        _host_port(host, port),
+        time.monotonic() - t0,
     )
     return True
 

@@ -47,7 +47,7 @@ def apply_occupancy_change(ward: WardValue, change: OccupancyChange) -> tuple[Wa
         return {**ward, "day": change.day, "patients": patients, "live": live}, change.source == "batch"
     if change.day <= ward["day"] or str(change.transfer_id) in ward["live"]:
         return ward, False
-    (admission_id, patient_id, delta), = change.moves
+    ((admission_id, patient_id, delta),) = change.moves
     live = {**ward["live"], str(change.transfer_id): [change.day, admission_id, patient_id, delta]}
     return {**ward, "live": live}, False
 
@@ -108,28 +108,55 @@ def occupancy_changes_for_transfer(transfer: Any) -> list[OccupancyChange]:
     changes = []
     for ward_id, delta in ((transfer.from_ward_id, -1), (transfer.to_ward_id, 1)):
         if ward_id is not None:
-            changes.append(OccupancyChange(
-                ward_id=ward_id, day=transfer.day, source="stream", transfer_id=transfer.transfer_id,
-                moves=[[transfer.admission_id, transfer.patient_id, delta]],
-            ))
+            changes.append(
+                OccupancyChange(
+                    ward_id=ward_id,
+                    day=transfer.day,
+                    source="stream",
+                    transfer_id=transfer.transfer_id,
+                    moves=[[transfer.admission_id, transfer.patient_id, delta]],
+                )
+            )
     return changes
 
 
 def apply_staff_change(member: StaffValue | None, change: StaffChange) -> StaffValue:
     """The staff member's entry after ``change`` (hire, start, end or retire)."""
-    value: StaffValue = dict(member or {
-        "staff_id": change.staff_id, "role": "", "specialty": "", "assignment_id": 0,
-        "ward_id": None, "shift": None, "since": None, "ends_on": None, "retired_on": None,
-    })
+    value: StaffValue = dict(
+        member
+        or {
+            "staff_id": change.staff_id,
+            "role": "",
+            "specialty": "",
+            "assignment_id": 0,
+            "ward_id": None,
+            "shift": None,
+            "since": None,
+            "ends_on": None,
+            "retired_on": None,
+        }
+    )
     if change.change == "snapshot" and change.assignment_id >= value["assignment_id"]:
-        value.update(role=change.role, specialty=change.specialty, assignment_id=change.assignment_id,
-                     ward_id=change.ward_id, shift=change.shift, since=change.on, ends_on=None,
-                     retired_on=None)
+        value.update(
+            role=change.role,
+            specialty=change.specialty,
+            assignment_id=change.assignment_id,
+            ward_id=change.ward_id,
+            shift=change.shift,
+            since=change.on,
+            ends_on=None,
+            retired_on=None,
+        )
     elif change.change == "hire":
         value.update(role=change.role, specialty=change.specialty)
     elif change.change == "start" and change.assignment_id > value["assignment_id"]:
-        value.update(assignment_id=change.assignment_id, ward_id=change.ward_id, shift=change.shift,
-                     since=change.on, ends_on=None)
+        value.update(
+            assignment_id=change.assignment_id,
+            ward_id=change.ward_id,
+            shift=change.shift,
+            since=change.on,
+            ends_on=None,
+        )
     elif change.change == "end" and change.assignment_id == value["assignment_id"]:
         value["ends_on"] = change.on
     elif change.change == "retire":
@@ -144,22 +171,32 @@ def is_assigned(member: StaffValue) -> bool:
 def staff_changes_for_chunk(table: str, rows: Sequence[Sequence[Any]]) -> list[StaffChange]:
     """Staff changes carried by a batch chunk of ``staff``, assignments, ends or retirements."""
     if table == "staff":
-        return [StaffChange(staff_id=int(r[0]), assignment_id=0, change="hire", role=r[1], specialty=r[2])
-                for r in rows]
+        return [
+            StaffChange(staff_id=int(r[0]), assignment_id=0, change="hire", role=r[1], specialty=r[2])
+            for r in rows
+        ]
     if table == "staff_assignments":
-        return [StaffChange(staff_id=int(r[1]), assignment_id=int(r[0]), change="start",
-                            ward_id=int(r[2]), shift=r[3], on=r[4]) for r in rows]
+        return [
+            StaffChange(
+                staff_id=int(r[1]),
+                assignment_id=int(r[0]),
+                change="start",
+                ward_id=int(r[2]),
+                shift=r[3],
+                on=r[4],
+            )
+            for r in rows
+        ]
     if table == "staff_assignment_ends":
-        return [StaffChange(staff_id=int(r[1]), assignment_id=int(r[0]), change="end", on=r[2])
-                for r in rows]
+        return [StaffChange(staff_id=int(r[1]), assignment_id=int(r[0]), change="end", on=r[2]) for r in rows]
     if table == "staff_retirements":
         return [StaffChange(staff_id=int(r[0]), assignment_id=0, change="retire", on=r[1]) for r in rows]
     return []
 
 
-def snapshot_changes(hospital: HospitalState, day: int, wards: Iterable[int]) -> tuple[
-    list[OccupancyChange], list[StaffChange]
-]:
+def snapshot_changes(
+    hospital: HospitalState, day: int, wards: Iterable[int]
+) -> tuple[list[OccupancyChange], list[StaffChange]]:
     """The tables' entries at the end of ``day``, from the simulator's checkpoint.
 
     A generator that resumes from PostgreSQL sends these, so tables whose changelog was lost
@@ -168,11 +205,20 @@ def snapshot_changes(hospital: HospitalState, day: int, wards: Iterable[int]) ->
     moves: dict[int, list[list[int]]] = {ward_id: [] for ward_id in wards}
     for patient in sorted(hospital.inpatients.values(), key=lambda p: p.admission_id):
         moves.setdefault(patient.ward_id, []).append([patient.admission_id, patient.patient_id, 1])
-    occupancy = [OccupancyChange(ward_id=w, day=day, source="snapshot", moves=m) for w, m in sorted(moves.items())]
+    occupancy = [
+        OccupancyChange(ward_id=w, day=day, source="snapshot", moves=m) for w, m in sorted(moves.items())
+    ]
     staff = [
-        StaffChange(staff_id=m.staff_id, assignment_id=m.assignment_id, change="snapshot", ward_id=m.ward_id,
-                    shift=m.shift, on=dt.date.fromordinal(m.since).isoformat(), role=m.role,
-                    specialty=m.specialty)
+        StaffChange(
+            staff_id=m.staff_id,
+            assignment_id=m.assignment_id,
+            change="snapshot",
+            ward_id=m.ward_id,
+            shift=m.shift,
+            on=dt.date.fromordinal(m.since).isoformat(),
+            role=m.role,
+            specialty=m.specialty,
+        )
         for m in sorted(hospital.staff.values(), key=lambda m: m.staff_id)
     ]
     return occupancy, staff

@@ -21,7 +21,9 @@ _partitions = settings.topic_partitions
 # (a broker that auto-creates a topic on first use would pick its own count).
 
 # External input is read as raw bytes and validated in the agents (see models.py).
-streamed_transfers = app.topic(STREAMED_TRANSFERS, value_serializer="raw", partitions=_partitions, internal=True)
+streamed_transfers = app.topic(
+    STREAMED_TRANSFERS, value_serializer="raw", partitions=_partitions, internal=True
+)
 day_batches = app.topic(DAY_BATCHES, value_serializer="raw", partitions=_partitions, internal=True)
 ward_census = app.topic(WARD_CENSUS, value_serializer="raw", partitions=_partitions, internal=True)
 #: what the sink consumes: live transfers, batches and the census, as one stream
@@ -32,5 +34,7 @@ hospital_records = app.topic(
 )
 # Re-keyed internal topics: one ward's (or one staff member's) changes stay in one partition,
 # the partition that also holds that key's table entry.
-occupancy_changes = app.topic(OCCUPANCY_CHANGES, value_type=OccupancyChange, partitions=_partitions, internal=True)
+occupancy_changes = app.topic(
+    OCCUPANCY_CHANGES, value_type=OccupancyChange, partitions=_partitions, internal=True
+)
 staff_changes = app.topic(STAFF_CHANGES, value_type=StaffChange, partitions=_partitions, internal=True)

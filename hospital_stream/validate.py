@@ -43,8 +43,10 @@ CHECKS = (
            FROM transfers t LEFT JOIN admissions a USING (admission_id)
            WHERE t.sim_day <= %(day)s AND (
                  a.admission_id IS NULL OR a.patient_id <> t.patient_id
-              OR (t.from_ward_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM wards w WHERE w.ward_id = t.from_ward_id))
-              OR (t.to_ward_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM wards w WHERE w.ward_id = t.to_ward_id)))""",
+              OR (t.from_ward_id IS NOT NULL
+                  AND NOT EXISTS (SELECT 1 FROM wards w WHERE w.ward_id = t.from_ward_id))
+              OR (t.to_ward_id IS NOT NULL
+                  AND NOT EXISTS (SELECT 1 FROM wards w WHERE w.ward_id = t.to_ward_id)))""",
     ),
     Check(
         "ward capacity",
@@ -96,7 +98,8 @@ CHECKS = (
                SELECT d.sim_day, w.ward_id FROM sim_days d CROSS JOIN wards w WHERE d.sim_day <= %(day)s),
            daily AS (
                SELECT sim_day, ward_id, sum(delta) AS delta FROM (
-                   SELECT sim_day, to_ward_id AS ward_id, 1 AS delta FROM transfers WHERE to_ward_id IS NOT NULL
+                   SELECT sim_day, to_ward_id AS ward_id, 1 AS delta FROM transfers
+                   WHERE to_ward_id IS NOT NULL
                    UNION ALL
                    SELECT sim_day, from_ward_id, -1 FROM transfers WHERE from_ward_id IS NOT NULL) m
                GROUP BY sim_day, ward_id),
@@ -122,7 +125,8 @@ CHECKS = (
                UNION ALL SELECT 'staff_assignments', sim_day, count(*) FROM staff_assignments GROUP BY sim_day
                UNION ALL SELECT 'bed_requests', sim_day, count(*) FROM bed_requests GROUP BY sim_day
                UNION ALL SELECT 'admissions', sim_day, count(*) FROM admissions GROUP BY sim_day
-               UNION ALL SELECT 'transfers', sim_day, count(*) FROM transfers WHERE seen_in_batch GROUP BY sim_day
+               UNION ALL SELECT 'transfers', sim_day, count(*) FROM transfers
+                   WHERE seen_in_batch GROUP BY sim_day
                UNION ALL SELECT 'diagnoses', sim_day, count(*) FROM diagnoses GROUP BY sim_day
                UNION ALL SELECT 'staff_retirements', d.sim_day, count(*) FROM staff s
                    JOIN sim_days d ON d.sim_date = s.retired_on GROUP BY d.sim_day

@@ -36,10 +36,14 @@ async def staff(self: web.View, request: web.Request) -> web.Response:
     grouped: dict[int, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for _, member in assignment_by_staff.items():
         if state.is_assigned(member):
-            grouped[member["ward_id"]][member["specialty"]].append({
-                "staff_id": member["staff_id"], "role": member["role"],
-                "shift": member["shift"], "since": member["since"],
-            })
+            grouped[member["ward_id"]][member["specialty"]].append(
+                {
+                    "staff_id": member["staff_id"],
+                    "role": member["role"],
+                    "shift": member["shift"],
+                    "since": member["since"],
+                }
+            )
     wards = []
     for ward_id in sorted(grouped):
         ward = WARDS.get(ward_id)
@@ -47,10 +51,12 @@ async def staff(self: web.View, request: web.Request) -> web.Response:
             name: sorted(people, key=lambda p: p["staff_id"])
             for name, people in sorted(grouped[ward_id].items())
         }
-        wards.append({
-            "ward_id": ward_id,
-            "name": ward.name if ward else "",
-            "staff_count": sum(len(p) for p in specialties.values()),
-            "specialties": specialties,
-        })
+        wards.append(
+            {
+                "ward_id": ward_id,
+                "name": ward.name if ward else "",
+                "staff_count": sum(len(p) for p in specialties.values()),
+                "specialties": specialties,
+            }
+        )
     return self.json({"wards": wards, "staff_count": sum(w["staff_count"] for w in wards)})

@@ -22,11 +22,13 @@ def free_port() -> int:
 
 
 def _stack_settings(home: Path) -> Settings:
-    return Settings.from_env({
-        "HOSPITAL_HOME": str(home),
-        "HOSPITAL_KAFKA_URL": f"kafka://127.0.0.1:{free_port()}",
-        "HOSPITAL_DATABASE_URL": f"postgresql://hospital@127.0.0.1:{free_port()}/hospital",
-    })
+    return Settings.from_env(
+        {
+            "HOSPITAL_HOME": str(home),
+            "HOSPITAL_KAFKA_URL": f"kafka://127.0.0.1:{free_port()}",
+            "HOSPITAL_DATABASE_URL": f"postgresql://hospital@127.0.0.1:{free_port()}/hospital",
+        }
+    )
 
 
 def _traversable_tempdir() -> Path:

@@ -38,20 +38,28 @@ def hospital_env(stack: Settings, **overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOSPITAL_")}
     env.update(stack.to_env())
     env.update(HOSPITAL)
-    env.update({
-        "HOSPITAL_DATABASE_URL": f"postgresql://hospital@{host}:{port}/{name}",
-        "HOSPITAL_APP_ID": name,
-        "HOSPITAL_TOPIC_PREFIX": name,
-        "HOSPITAL_WEB_PORT": str(free_port()),
-        "HOSPITAL_RUN_UNTIL_DAY": "",
-    })
+    env.update(
+        {
+            "HOSPITAL_DATABASE_URL": f"postgresql://hospital@{host}:{port}/{name}",
+            "HOSPITAL_APP_ID": name,
+            "HOSPITAL_TOPIC_PREFIX": name,
+            "HOSPITAL_WEB_PORT": str(free_port()),
+            "HOSPITAL_RUN_UNTIL_DAY": "",
+        }
+    )
     env.update(overrides)
     return env
 
 
 def cli(env: dict[str, str], *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN / "hospital-stream"), *args], env=env, capture_output=True,
-                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [str(BIN / "hospital-stream"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def data_checksums(url: str) -> dict[str, tuple[int, str]]:
@@ -60,7 +68,8 @@ def data_checksums(url: str) -> dict[str, tuple[int, str]]:
     with psycopg.connect(url) as conn:
         for table in db.DATA_TABLES:
             row = conn.execute(
-                f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {table} t"
+                "SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), ''))"
+                f" FROM {table} t"
             ).fetchone()
             sums[table] = (row[0], row[1])
     return sums
@@ -88,8 +97,17 @@ def test_stored_rows_equal_what_the_simulator_produced(reference_run):
         for table, count in records.row_counts().items():
             produced[table] = produced.get(table, 0) + count
     sums = data_checksums(reference_run["HOSPITAL_DATABASE_URL"])
-    for table in ("patients", "wards", "staff", "staff_assignments", "admissions", "transfers",
-                  "diagnoses", "bed_requests", "icd10_codes"):
+    for table in (
+        "patients",
+        "wards",
+        "staff",
+        "staff_assignments",
+        "admissions",
+        "transfers",
+        "diagnoses",
+        "bed_requests",
+        "icd10_codes",
+    ):
         assert sums[table][0] == produced[table], table
     assert sums["ward_census"][0] == DAYS * len(config.wards)
 
@@ -112,8 +130,10 @@ def test_validate_fails_readably_when_an_invariant_breaks(reference_run, embedde
         conn.execute(f'CREATE DATABASE "{url.rsplit("/", 1)[1]}" TEMPLATE "{source}" OWNER hospital')
     with psycopg.connect(url) as conn:
         conn.execute("UPDATE ward_census SET occupied = occupied + 1 WHERE sim_day = 3 AND ward_id = 2")
-        conn.execute("DELETE FROM diagnoses WHERE sim_day = 5 AND seq = 1 AND admission_id = "
-                     "(SELECT min(admission_id) FROM diagnoses WHERE sim_day = 5)")
+        conn.execute(
+            "DELETE FROM diagnoses WHERE sim_day = 5 AND seq = 1 AND admission_id = "
+            "(SELECT min(admission_id) FROM diagnoses WHERE sim_day = 5)"
+        )
     result = cli(env, "validate")
     assert result.returncode == 1
     assert "FAIL occupancy table equals census" in result.stdout
@@ -128,7 +148,9 @@ def test_restart_continues_with_no_gap_and_no_duplicate(reference_run, embedded_
     second = cli(env, "run", "--days", str(DAYS - 5), "--speed", "max")
     assert second.returncode == 0, second.stdout + second.stderr
     assert "days 5..11" in second.stdout
-    assert data_checksums(env["HOSPITAL_DATABASE_URL"]) == data_checksums(reference_run["HOSPITAL_DATABASE_URL"])
+    assert data_checksums(env["HOSPITAL_DATABASE_URL"]) == data_checksums(
+        reference_run["HOSPITAL_DATABASE_URL"]
+    )
     assert cli(env, "validate").returncode == 0
 
 
@@ -140,7 +162,9 @@ def test_a_run_with_other_settings_is_refused_without_reset(reference_run):
 
 
 def test_export_writes_one_csv_per_table(reference_run, tmp_path):
-    result = cli(reference_run, "export", "--format", "csv", "--out", str(tmp_path), "--tables", "wards,admissions")
+    result = cli(
+        reference_run, "export", "--format", "csv", "--out", str(tmp_path), "--tables", "wards,admissions"
+    )
     assert result.returncode == 0, result.stderr
     counts = data_checksums(reference_run["HOSPITAL_DATABASE_URL"])
     for table in ("wards", "admissions"):
@@ -161,8 +185,12 @@ def test_worker_serves_views_from_its_tables_and_dead_letters_bad_input(embedded
     assert cli(env, "db", "migrate").returncode == 0
     base = f"http://127.0.0.1:{env['HOSPITAL_WEB_PORT']}"
     log = tmp_path / "worker.log"
-    worker = subprocess.Popen([str(BIN / "faust"), "-A", "hospital_stream.app", "worker", "-l", "warn"],
-                              env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    worker = subprocess.Popen(
+        [str(BIN / "faust"), "-A", "hospital_stream.app", "worker", "-l", "warn"],
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
     url = env["HOSPITAL_DATABASE_URL"]
     try:
         deadline = time.monotonic() + 180
@@ -179,11 +207,14 @@ def test_worker_serves_views_from_its_tables_and_dead_letters_bad_input(embedded
 
         occupancy = _get(f"{base}/occupancy/")
         with psycopg.connect(url) as conn:
-            census = dict(conn.execute("SELECT ward_id, occupied FROM ward_census WHERE sim_day = 5").fetchall())
+            census = dict(
+                conn.execute("SELECT ward_id, occupied FROM ward_census WHERE sim_day = 5").fetchall()
+            )
             beds = dict(conn.execute("SELECT ward_id, beds FROM wards").fetchall())
             assigned = conn.execute(
                 "SELECT count(*) FROM staff_assignments a JOIN staff s USING (staff_id)"
-                " WHERE a.ends_on IS NULL AND s.retired_on IS NULL").fetchone()[0]
+                " WHERE a.ends_on IS NULL AND s.retired_on IS NULL"
+            ).fetchone()[0]
         wards = {w["ward_id"]: w for w in occupancy["wards"]}
         assert set(wards) == set(beds)
         for ward_id, ward in wards.items():

@@ -53,7 +53,9 @@ def test_session_stack_is_running_and_up_again_starts_nothing(embedded_stack):
 def test_postgres_accepts_the_settings_url_on_localhost_only(embedded_stack):
     with psycopg.connect(embedded_stack.database_url, connect_timeout=5) as conn:
         assert conn.execute("SELECT current_user, current_database(), 1").fetchone() == (
-            "hospital", "hospital", 1,
+            "hospital",
+            "hospital",
+            1,
         )
         assert conn.execute("SHOW listen_addresses").fetchone() == ("127.0.0.1",)
         assert conn.execute("SHOW fsync").fetchone() == ("on",)
@@ -74,7 +76,10 @@ def test_broker_round_trips_a_message(embedded_stack):
             await producer.stop()
         # No group: Tansu holds a JoinGroup for half the session timeout.
         consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None,
+            topic,
+            bootstrap_servers=bootstrap,
+            auto_offset_reset="earliest",
+            group_id=None,
         )
         await consumer.start()
         try:
@@ -89,15 +94,24 @@ def test_broker_round_trips_a_message(embedded_stack):
 def test_env_lines_let_a_shell_reach_the_stack(embedded_stack):
     lines = stack.env_lines(embedded_stack)
     assert [line.split("=")[0] for line in lines] == [
-        "export HOSPITAL_HOME", "export HOSPITAL_KAFKA_URL", "export HOSPITAL_DATABASE_URL",
+        "export HOSPITAL_HOME",
+        "export HOSPITAL_KAFKA_URL",
+        "export HOSPITAL_DATABASE_URL",
     ]
-    script = "\n".join(lines) + '\nprintf "%s\\n" "$HOSPITAL_HOME" "$HOSPITAL_KAFKA_URL"' \
-        ' "$HOSPITAL_DATABASE_URL"'
+    script = (
+        "\n".join(lines) + '\nprintf "%s\\n" "$HOSPITAL_HOME" "$HOSPITAL_KAFKA_URL" "$HOSPITAL_DATABASE_URL"'
+    )
     out = subprocess.run(
-        ["bash", "-c", script], capture_output=True, text=True, check=True, env={},
+        ["bash", "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={},
     ).stdout.splitlines()
     assert out == [
-        str(embedded_stack.home), embedded_stack.kafka_url, embedded_stack.database_url,
+        str(embedded_stack.home),
+        embedded_stack.kafka_url,
+        embedded_stack.database_url,
     ]
     with psycopg.connect(out[2], connect_timeout=5) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)

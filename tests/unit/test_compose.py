@@ -153,11 +153,13 @@ def published_ports(svc: Mapping[str, Any]) -> list[PublishedPort]:
     for entry in svc.get("ports") or []:
         if isinstance(entry, dict):
             published = entry.get("published")
-            result.append(PublishedPort(
-                entry.get("host_ip"),
-                _port_range(str(published)) if published is not None else None,
-                int(entry["target"]),
-            ))
+            result.append(
+                PublishedPort(
+                    entry.get("host_ip"),
+                    _port_range(str(published)) if published is not None else None,
+                    int(entry["target"]),
+                )
+            )
             continue
         parts = str(entry).split("/")[0].split(":")
         if len(parts) == 3:
@@ -172,9 +174,7 @@ def published_ports(svc: Mapping[str, Any]) -> list[PublishedPort]:
 def settings_env(svc: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, str]:
     """A service's ``HOSPITAL_*`` variables with compose's ``${...}`` substituted from ``env``."""
     return {
-        key: interpolate(value, env)
-        for key, value in environment(svc).items()
-        if key.startswith("HOSPITAL_")
+        key: interpolate(value, env) for key, value in environment(svc).items() if key.startswith("HOSPITAL_")
     }
 
 
@@ -486,8 +486,7 @@ def test_kafka_is_a_single_kraft_node_with_internal_and_host_listeners() -> None
     assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "true"
 
     listeners = dict(
-        (item.split("://")[0], int(item.rsplit(":", 1)[1]))
-        for item in env["KAFKA_LISTENERS"].split(",")
+        (item.split("://")[0], int(item.rsplit(":", 1)[1])) for item in env["KAFKA_LISTENERS"].split(",")
     )
     protocol_map = env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"]
     protocols = dict(item.split(":") for item in protocol_map.split(","))
@@ -525,9 +524,7 @@ def test_stateful_services_keep_data_in_named_volumes() -> None:
         "pgadmin": "/var/lib/pgadmin",
     }
     for name, target in expected.items():
-        mounts = dict(
-            reversed(str(volume).split(":")[:2]) for volume in data["services"][name]["volumes"]
-        )
+        mounts = dict(reversed(str(volume).split(":")[:2]) for volume in data["services"][name]["volumes"])
         assert mounts.get(target) in declared, f"{name} keeps {target} outside a named volume"
 
 

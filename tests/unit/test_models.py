@@ -68,8 +68,14 @@ def test_bad_batch_messages_are_rejected_with_a_reason(make, reason):
 
 def _transfer(**changes) -> bytes:
     obj = {
-        "run_id": "r", "day": 2, "transfer_id": 20000001, "admission_id": 2000001, "patient_id": 5,
-        "event_type": "transfer", "from_ward_id": 1, "to_ward_id": 2,
+        "run_id": "r",
+        "day": 2,
+        "transfer_id": 20000001,
+        "admission_id": 2000001,
+        "patient_id": 5,
+        "event_type": "transfer",
+        "from_ward_id": 1,
+        "to_ward_id": 2,
         "transferred_at": "2020-01-03T10:00:00+02:00",
     }
     obj.update(changes)

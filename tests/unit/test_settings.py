@@ -19,10 +19,15 @@ def test_defaults_run_the_embedded_stack_with_no_variables():
 
 
 def test_values_are_parsed_from_the_mapping():
-    settings = Settings.from_env({
-        "HOSPITAL_SPEED": "max", "HOSPITAL_EMBEDDED": "no", "HOSPITAL_SEED": "7",
-        "HOSPITAL_SINK_FLUSH_SECONDS": "0.25", "HOSPITAL_RUN_UNTIL_DAY": "30",
-    })
+    settings = Settings.from_env(
+        {
+            "HOSPITAL_SPEED": "max",
+            "HOSPITAL_EMBEDDED": "no",
+            "HOSPITAL_SEED": "7",
+            "HOSPITAL_SINK_FLUSH_SECONDS": "0.25",
+            "HOSPITAL_RUN_UNTIL_DAY": "30",
+        }
+    )
     assert settings.speed is None
     assert settings.embedded is False
     assert settings.seed == 7
@@ -52,7 +57,9 @@ def test_nonsense_gets_one_clear_line_naming_the_variable(variable, value, messa
 
 
 def test_to_env_reproduces_the_settings():
-    settings = Settings.from_env({"HOSPITAL_SPEED": "max", "HOSPITAL_SEED": "9", "HOSPITAL_EMBEDDED": "false"})
+    settings = Settings.from_env(
+        {"HOSPITAL_SPEED": "max", "HOSPITAL_SEED": "9", "HOSPITAL_EMBEDDED": "false"}
+    )
     assert Settings.from_env(settings.to_env()) == settings
 
 

@@ -83,7 +83,7 @@ def test_staff_retire_on_their_65th_birthday_and_are_replaced():
             assert len(new_staff) == len(retired_ids)
             hires += len(new_staff)
         retirements += len(retired_ids)
-        for staff_id, retired_on in records.tables["staff_retirements"]:
+        for _staff_id, retired_on in records.tables["staff_retirements"]:
             assert retired_on == today.isoformat()
     assert retirements > 0 and retirements == hires
 
@@ -139,6 +139,6 @@ def test_admission_mix_and_stays_are_plausible(days):
 
 def test_deaths_have_a_time_equal_to_discharge(days):
     for records in days:
-        for admission_id, discharged_at, location, died_at in records.tables["admission_discharges"]:
+        for _admission_id, discharged_at, location, died_at in records.tables["admission_discharges"]:
             assert (location == "DIED") == (died_at is not None)
             assert died_at is None or died_at == discharged_at

@@ -42,7 +42,9 @@ def test_explicit_pg_bin_wins_over_system_and_bundled(tmp_path):
     explicit = _fake_bin(tmp_path / "mine")
     _fake_bin(tmp_path / "system" / "16" / "bin")
     candidates = stack._pg_bin_candidates(
-        {"HOSPITAL_PG_BIN": str(explicit)}, tmp_path / "system", _fake_bin(tmp_path / "wheel"),
+        {"HOSPITAL_PG_BIN": str(explicit)},
+        tmp_path / "system",
+        _fake_bin(tmp_path / "wheel"),
     )
     assert candidates == [("HOSPITAL_PG_BIN", explicit)]
 

@@ -9,8 +9,13 @@ def _batch(day, moves, ward_id=1):
 
 
 def _stream(day, transfer_id, admission_id, delta, ward_id=1):
-    return OccupancyChange(ward_id=ward_id, day=day, source="stream", transfer_id=transfer_id,
-                           moves=[[admission_id, admission_id * 10, delta]])
+    return OccupancyChange(
+        ward_id=ward_id,
+        day=day,
+        source="stream",
+        transfer_id=transfer_id,
+        moves=[[admission_id, admission_id * 10, delta]],
+    )
 
 
 def test_batch_applies_once_and_replays_republish_only_the_latest_census():
@@ -65,22 +70,36 @@ def test_occupancy_changes_for_a_day_cover_every_ward_in_event_order():
 
 
 def test_a_streamed_transfer_changes_both_wards():
-    transfer = StreamedTransfer(run_id="r", day=1, transfer_id=5, admission_id=1, patient_id=10,
-                                event_type="transfer", from_ward_id=1, to_ward_id=2,
-                                transferred_at="2020-01-02T09:00:00+02:00")
+    transfer = StreamedTransfer(
+        run_id="r",
+        day=1,
+        transfer_id=5,
+        admission_id=1,
+        patient_id=10,
+        event_type="transfer",
+        from_ward_id=1,
+        to_ward_id=2,
+        transferred_at="2020-01-02T09:00:00+02:00",
+    )
     changes = state.occupancy_changes_for_transfer(transfer)
     assert [(c.ward_id, c.moves[0][2]) for c in changes] == [(1, -1), (2, 1)]
 
 
 def test_staff_changes_are_idempotent_and_ordered_by_assignment():
-    start_a = StaffChange(staff_id=1, assignment_id=10, change="start", ward_id=3, shift="day", on="2020-01-01")
+    start_a = StaffChange(
+        staff_id=1, assignment_id=10, change="start", ward_id=3, shift="day", on="2020-01-01"
+    )
     end_a = StaffChange(staff_id=1, assignment_id=10, change="end", on="2020-02-01")
-    start_b = StaffChange(staff_id=1, assignment_id=20, change="start", ward_id=4, shift="night", on="2020-02-02")
+    start_b = StaffChange(
+        staff_id=1, assignment_id=20, change="start", ward_id=4, shift="night", on="2020-02-02"
+    )
     member = None
     for change in (start_a, start_a, end_a, start_b, end_a, start_a):
         member = state.apply_staff_change(member, change)
     assert member["ward_id"] == 4 and member["assignment_id"] == 20 and state.is_assigned(member)
-    retired = state.apply_staff_change(member, StaffChange(staff_id=1, assignment_id=0, change="retire", on="2021-01-01"))
+    retired = state.apply_staff_change(
+        member, StaffChange(staff_id=1, assignment_id=0, change="retire", on="2021-01-01")
+    )
     assert not state.is_assigned(retired)
 
 
