@@ -14,12 +14,12 @@ Dataflow::
 from __future__ import annotations
 
 import logging
-import time
+import os
 from typing import Any
 
 from hospital_stream import state, topics
 from hospital_stream.app import app, settings
-from hospital_stream.errors import InvalidMessage
+from hospital_stream.errors import DatabaseError, InvalidMessage
 from hospital_stream.generator import Generator
 from hospital_stream.models import (
     WardCensus,
@@ -31,6 +31,8 @@ from hospital_stream.sink import Incoming, PostgresSink
 from hospital_stream.tables import assignment_by_staff, occupancy_by_ward
 
 logger = logging.getLogger(__name__)
+
+EXIT_DATABASE_UNAVAILABLE = 75  # EX_TEMPFAIL: try again once PostgreSQL is back
 
 WARDS = {ward.ward_id: ward for ward in HospitalConfig.from_settings(settings).wards}
 
@@ -73,9 +75,16 @@ async def store_records(stream: Any) -> None:
         messages = [
             Incoming(e.message.topic, e.message.partition, e.message.offset, e.message.value) for e in events
         ]
-        started = time.monotonic()
-        result = await sink.store(messages)
-        logger.info("stored %d messages in %.3f s: %s", len(messages), time.monotonic() - started, result)
+        try:
+            result = await sink.store(messages)
+        except DatabaseError as exc:
+            # Leaving this loop would acknowledge the buffer (take_events acks in a finally
+            # block, even on cancellation), so its offsets could be committed unstored. Exit
+            # at once instead: nothing is committed and the messages are read again on restart.
+            logger.critical("stopping the worker: %s", exc)
+            logging.shutdown()
+            os._exit(EXIT_DATABASE_UNAVAILABLE)
+        logger.debug("stored %d messages: %s", len(messages), result)
 
 
 @app.agent(topics.hospital_records)

@@ -262,6 +262,8 @@ def _run_worker(settings: Settings, first_day: int, end_day: int, loglevel: str)
     worker.spinner = None  # our own progress lines instead
     # Faust warns whenever its producer buffer holds over 100 messages: normal backpressure here.
     logging.getLogger("faust.transport.producer").setLevel(logging.ERROR)
+    if first_day == 0:
+        click.echo(f"day 0 loads the catchment population ({settings.population:,} people) first")
     click.echo(
         f"simulating days {first_day}..{end_day - 1} at speed {settings.speed or 'max'}; "
         f"web view {settings.web_url}occupancy/ and {settings.web_url}staff/; Ctrl-C stops"
