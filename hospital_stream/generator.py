@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 SECONDS_PER_SLOT = 180.0
 SLOTS_PER_DAY = sim.STREAM_SLOTS_PER_DAY
 SECONDS_PER_DAY = SECONDS_PER_SLOT * SLOTS_PER_DAY
+MIN_TICK_SECONDS = 0.2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +60,8 @@ class Schedule:
         """How often the timers look at the schedule."""
         if self.speed is None:
             return 1.0
-        return min(1.0, SECONDS_PER_SLOT / self.speed / 4)
+        # a quarter slot, but not so often that a tick's own work outlasts it
+        return max(MIN_TICK_SECONDS, min(1.0, SECONDS_PER_SLOT / self.speed / 4))
 
 
 class Generator:
