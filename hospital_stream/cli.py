@@ -260,8 +260,11 @@ def _run_worker(settings: Settings, first_day: int, end_day: int, loglevel: str)
     progress = _Progress(settings, first_day, end_day)
     worker = Worker(app, progress.service, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     worker.spinner = None  # our own progress lines instead
-    # Faust warns whenever its producer buffer holds over 100 messages: normal backpressure here.
-    logging.getLogger("faust.transport.producer").setLevel(logging.ERROR)
+    # Normal at high speed, so kept out of the progress lines: Faust warns whenever its producer
+    # buffer holds over 100 messages (backpressure), and mode whenever a timer's catch-up work
+    # outlasts its interval (the next tick simply continues).
+    for name in ("faust.transport.producer", "mode.timers"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     if first_day == 0:
         click.echo(f"day 0 loads the catchment population ({settings.population:,} people) first")
     click.echo(
