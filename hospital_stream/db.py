@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from hospital_stream.errors import DatabaseError
+from hospital_stream.errors import ConfigError, DatabaseError
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +67,11 @@ def connect(url: str, **kwargs: Any) -> Iterator[psycopg.Connection[Any]]:
         conn = psycopg.connect(url, connect_timeout=10, **kwargs)
     except psycopg.OperationalError as exc:
         raise DatabaseError(f"cannot connect to PostgreSQL: {_first_line(exc)}") from exc
-    with conn:
-        yield conn
+    try:
+        with conn:
+            yield conn
+    except psycopg.OperationalError as exc:  # the server went away mid-command
+        raise DatabaseError(f"lost the connection to PostgreSQL: {_first_line(exc)}") from exc
 
 
 def migrate(url: str, directory: Path = SQL_DIR) -> list[str]:
@@ -143,7 +146,7 @@ def ensure_run(conn: psycopg.Connection[Any], run_id: str, config: dict[str, Any
     stored_id, stored_config = row
     if stored_config != config:
         changed = sorted(k for k in config if stored_config.get(k) != config[k])
-        raise DatabaseError(
+        raise ConfigError(
             "the database holds a run with other settings ("
             + ", ".join(f"{k}={stored_config.get(k)!r}" for k in changed)
             + "); start over with `hospital-stream run --reset` or use those settings"

@@ -22,6 +22,7 @@ import uuid
 from typing import Any
 
 from hospital_stream import db, sim, state
+from hospital_stream.errors import DatabaseError
 from hospital_stream.models import (
     MAX_MESSAGE_BYTES,
     encode_chunk,
@@ -84,6 +85,7 @@ class Generator:
         self.days_sent = 0
         self.current: sim.DayRecords | None = None
         self.stored_through = -1
+        self._last_outage_log = -math.inf
 
     @property
     def finished(self) -> bool:
@@ -125,8 +127,8 @@ class Generator:
     async def stream_step(self) -> None:
         """Send the live transfers of every stream slot that is due."""
         async with self.lock:
-            if self.state is None:
-                await self.resume()
+            if not await self._resumed():
+                return
             due = self.schedule.slots_due(time.monotonic() - self.anchor)
             budget = self._budget()
             while (
@@ -137,14 +139,30 @@ class Generator:
     async def batch_step(self) -> None:
         """Send the batch of every day whose window has ended."""
         async with self.lock:
-            if self.state is None:
-                await self.resume()
+            if not await self._resumed():
+                return
             due = self.schedule.days_due(time.monotonic() - self.anchor)
             budget = self._budget()
             while self.days_sent < due and budget() and await self._start_day(self.days_sent):
                 while self.slots_sent < (self.days_sent + 1) * SLOTS_PER_DAY:
                     await self._send_slot()  # a day's live transfers always precede its batch
                 await self._send_batch()
+
+    async def _resumed(self) -> bool:
+        """Resume on first use; False (try again next tick) while PostgreSQL is unreachable."""
+        if self.state is None:
+            try:
+                await self.resume()
+            except DatabaseError as exc:
+                self._database_unavailable(exc)
+                return False
+        return True
+
+    def _database_unavailable(self, exc: DatabaseError) -> None:
+        now = time.monotonic()
+        if now - self._last_outage_log > 10:
+            logger.warning("generator waits for PostgreSQL: %s", exc)
+            self._last_outage_log = now
 
     def _budget(self) -> Any:
         """A step stops starting new work after most of one tick, so timers never overlap
@@ -170,7 +188,11 @@ class Generator:
         limit = self.settings.max_unsunk_days
         deadline = time.monotonic() + self.schedule.tick_seconds() * 0.5
         while day - self.stored_through > limit:
-            self.stored_through = await asyncio.to_thread(self._stored_through)
+            try:
+                self.stored_through = await asyncio.to_thread(self._stored_through)
+            except DatabaseError as exc:
+                self._database_unavailable(exc)
+                return False
             if day - self.stored_through <= limit or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.05)
