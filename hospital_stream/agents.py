@@ -34,7 +34,9 @@ logger = logging.getLogger(__name__)
 
 EXIT_DATABASE_UNAVAILABLE = 75  # EX_TEMPFAIL: try again once PostgreSQL is back
 
-WARDS = {ward.ward_id: ward for ward in HospitalConfig.from_settings(settings).wards}
+CONFIG = HospitalConfig.from_settings(settings)
+WARDS = {ward.ward_id: ward for ward in CONFIG.wards}
+CONTEXT = CONFIG.context(settings.schedule_days)
 
 sink = app.service(PostgresSink(settings, topics.SINK_TOPICS))  # type: ignore[arg-type]
 
@@ -93,7 +95,7 @@ async def route_hospital_records(stream: Any) -> None:
     async for event in stream.events():
         try:
             if event.message.topic == topics.STREAMED_TRANSFERS:
-                transfer = parse_streamed_transfer(event.value)
+                transfer = parse_streamed_transfer(event.value, CONTEXT)
                 for change in state.occupancy_changes_for_transfer(transfer):
                     await topics.occupancy_changes.send(key=str(change.ward_id), value=change)
                 continue

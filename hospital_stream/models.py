@@ -337,8 +337,22 @@ def streamed_transfer_from_row(run_id: str, row: Sequence[Any]) -> StreamedTrans
     return StreamedTransfer(run_id=run_id, day=values.pop("sim_day"), **values)
 
 
-def parse_streamed_transfer(raw: bytes | None) -> StreamedTransfer:
-    """Validate one streamed transfer (raw JSON bytes) into a record."""
+@dataclasses.dataclass(frozen=True)
+class HospitalContext:
+    """What a streamed transfer must agree with: the hospital's wards, patients and calendar."""
+
+    ward_ids: frozenset[int]
+    patient_count: int
+    start_date: dt.date
+    schedule_days: int
+
+
+def parse_streamed_transfer(raw: bytes | None, context: HospitalContext | None = None) -> StreamedTransfer:
+    """Validate one streamed transfer (raw JSON bytes) into a record.
+
+    With a ``context``, also check that its wards and patient exist and that it happened on
+    the simulated day it claims.
+    """
     obj = _json_object(raw)
     event_type = _require(obj, "event_type", str)
     if event_type not in EVENT_TYPES:
@@ -357,7 +371,7 @@ def parse_streamed_transfer(raw: bytes | None) -> StreamedTransfer:
         raise InvalidMessage(f"transferred_at {transferred_at[:40]!r} is not a timestamp") from exc
     if when.tzinfo is None:
         raise InvalidMessage("transferred_at has no time zone")
-    return StreamedTransfer(
+    transfer = StreamedTransfer(
         run_id=_require(obj, "run_id", str),
         day=_require_count(obj, "day"),
         transfer_id=_require_id(obj, "transfer_id"),
@@ -368,6 +382,25 @@ def parse_streamed_transfer(raw: bytes | None) -> StreamedTransfer:
         to_ward_id=to_ward,
         transferred_at=transferred_at,
     )
+    if context is not None:
+        _check_context(transfer, when, context)
+    return transfer
+
+
+def _check_context(transfer: StreamedTransfer, when: dt.datetime, context: HospitalContext) -> None:
+    for ward_id in (transfer.from_ward_id, transfer.to_ward_id):
+        if ward_id is not None and ward_id not in context.ward_ids:
+            raise InvalidMessage(f"unknown ward {ward_id}")
+    if transfer.patient_id > context.patient_count:
+        raise InvalidMessage(f"unknown patient {transfer.patient_id}")
+    if transfer.day >= context.schedule_days:
+        raise InvalidMessage(f"day {transfer.day} is past the end of the schedule")
+    date = context.start_date + dt.timedelta(days=transfer.day)
+    local = when.astimezone(dt.timezone(dt.timedelta(hours=2)))
+    if local.date() != date:
+        raise InvalidMessage(
+            f"transferred_at {local.isoformat()} is not on simulated day {transfer.day} ({date})"
+        )
 
 
 class OccupancyChange(faust.Record, serializer="json"):

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from hospital_stream.models import HospitalContext
 from hospital_stream.reference import address_pool, icd10_codes, name_pools
 
 SAST = dt.timezone(dt.timedelta(hours=2), "SAST")
@@ -213,6 +214,12 @@ class HospitalConfig:
                     )
                 )
         return tuple(wards)
+
+    def context(self, schedule_days: int) -> HospitalContext:
+        """What live messages about this hospital must agree with."""
+        return HospitalContext(
+            frozenset(w.ward_id for w in self.wards), self.population, self.start_date, schedule_days
+        )
 
     @functools.cached_property
     def wards_by_specialty(self) -> dict[str, tuple[Ward, ...]]:
@@ -1050,10 +1057,11 @@ class Hospital:
         day_start = dt.datetime.combine(self.config.date_of(day), dt.time(), SAST)
         for row in ordered:
             minute = (dt.datetime.fromisoformat(row[6]) - day_start).total_seconds() / 60
-            slot = min(
-                STREAM_SLOTS_PER_DAY - 1, max(0, int(minute * STREAM_SLOTS_PER_DAY // MINUTES_PER_DAY))
-            )
-            slots[slot].append(row)
+            if minute < 0:
+                continue  # day 0's records of stays that began before the start are not live
+            slots[
+                min(STREAM_SLOTS_PER_DAY - 1, int(minute * STREAM_SLOTS_PER_DAY // MINUTES_PER_DAY))
+            ].append(row)
         chosen = []
         for rows in slots:
             if len(rows) <= TRANSFERS_PER_SLOT:

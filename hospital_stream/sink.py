@@ -39,6 +39,7 @@ from hospital_stream.models import (
     parse_ward_census,
 )
 from hospital_stream.settings import Settings
+from hospital_stream.sim import HospitalConfig
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ class PostgresSink(Service):
     def __init__(self, settings: Settings, topics: dict[str, str], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.settings = settings
+        self.context = HospitalConfig.from_settings(settings).context(settings.schedule_days)
         #: topic name -> "streamed" | "batch" | "census"
         self.topics = topics
         self.pool = AsyncConnectionPool(
@@ -156,7 +158,7 @@ class PostgresSink(Service):
                 try:
                     kind = self.topics[message.topic]
                     if kind == "streamed":
-                        transfer = parse_streamed_transfer(message.value)
+                        transfer = parse_streamed_transfer(message.value, self.context)
                         _check_run(transfer.run_id, run_id)
                         streamed[transfer.transfer_id] = transfer
                     elif kind == "batch":
@@ -171,15 +173,20 @@ class PostgresSink(Service):
                 await self._merge_streamed(conn, list(streamed.values()))
                 result.transfers_streamed += len(streamed)
             days: set[int] = set()
+            closed: set[int] = set()
             for message, batch in batches:
                 days.add(batch.header.day)
                 if batch.header.kind == "day":
+                    closed.add(batch.header.day)
                     result.days_closed += await self._close_day(conn, batch)
                 elif await self._claim_chunk(conn, batch):
                     result.chunks += 1
                     result.rows += await self._write_chunk(conn, message, batch, dead)
                 else:
                     result.replayed_chunks += 1
+            stream_days = {t.day for t in streamed.values()} | closed
+            if stream_days:
+                dead.extend(await self._reject_unconfirmed(conn, sorted(stream_days)))
             if census:
                 await self._store_census(conn, census)
                 days.update(c.day for c in census)
@@ -209,6 +216,26 @@ class PostgresSink(Service):
         stage = await self._stage(conn, "stream_transfers", "transfers", TRANSFER_COLUMNS)
         await self._copy(conn, stage, TRANSFER_COLUMNS, encode_copy_rows(t.row() for t in transfers))
         await conn.execute(_merge_sql(stage, "seen_in_stream", "seen_in_batch", batch_wins=False))
+
+    async def _reject_unconfirmed(
+        self, conn: psycopg.AsyncConnection[Any], days: list[int]
+    ) -> list[DeadLetter]:
+        """Streamed transfers of a closed day that its batch does not hold never happened:
+        move them from ``transfers`` to the dead letters."""
+        cur = await conn.execute(
+            "DELETE FROM transfers t USING sim_days d"
+            " WHERE d.sim_day = t.sim_day AND t.sim_day = ANY(%s) AND t.seen_in_stream"
+            " AND NOT t.seen_in_batch RETURNING t.transfer_id, t.sim_day, row_to_json(t)::text",
+            (days,),
+        )
+        streamed_topic = next(t for t, kind in self.topics.items() if kind == "streamed")
+        return [
+            DeadLetter(
+                Incoming(streamed_topic, -1, transfer_id, row.encode()),
+                f"streamed transfer {transfer_id} is not in the batch of day {day}",
+            )
+            for transfer_id, day, row in await cur.fetchall()
+        ]
 
     async def _claim_chunk(self, conn: psycopg.AsyncConnection[Any], batch: BatchMessage) -> bool:
         header = batch.header

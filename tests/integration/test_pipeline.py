@@ -225,19 +225,56 @@ def test_worker_serves_views_from_its_tables_and_dead_letters_bad_input(embedded
         assert staff["staff_count"] == assigned > 0
         assert all(w["staff_count"] > 0 for w in staff["wards"])
 
-        bad = [b"not json", b'{"run_id": 1}', b"\xff" * 10, json.dumps({"event_type": "transfer"}).encode()]
+        with psycopg.connect(url) as conn:
+            run_id = conn.execute("SELECT run_id FROM simulation").fetchone()[0]
+        plausible = {
+            "run_id": run_id,
+            "day": 3,
+            "transfer_id": 39999999,
+            "admission_id": 3099999,
+            "patient_id": 17,
+            "event_type": "transfer",
+            "from_ward_id": 3,
+            "to_ward_id": 4,
+            "transferred_at": "2020-01-04T10:00:00+02:00",
+        }
+        bad = [
+            b"not json",
+            b'{"run_id": 1}',
+            b"\xff" * 10,
+            json.dumps({"event_type": "transfer"}).encode(),
+            json.dumps({**plausible, "to_ward_id": 999}).encode(),
+            json.dumps({**plausible, "patient_id": 10**9}).encode(),
+            json.dumps({**plausible, "transferred_at": "2021-06-01T10:00:00+02:00"}).encode(),
+            json.dumps({**plausible, "run_id": "an-older-run"}).encode(),
+            json.dumps(plausible).encode(),  # well formed, but day 3's batch never had it
+        ]
         _produce(embedded_stack, f"{env['HOSPITAL_TOPIC_PREFIX']}.transfers.streamed", bad)
         _produce(embedded_stack, f"{env['HOSPITAL_TOPIC_PREFIX']}.records.batch", [b"{}\nrows", b""])
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             with psycopg.connect(url) as conn:
                 letters = conn.execute("SELECT topic, reason FROM dead_letters").fetchall()
-            if len(letters) >= 6:
+            if len(letters) >= len(bad) + 2:
                 break
             time.sleep(1)
-        assert len(letters) == 6, letters
+        assert len(letters) == len(bad) + 2, letters
         reasons = " ".join(reason for _, reason in letters)
-        assert "invalid JSON" in reasons and "empty message" in reasons and "missing field" in reasons
+        for expected in (
+            "invalid JSON",
+            "empty message",
+            "missing field",
+            "unknown ward 999",
+            "unknown patient",
+            "is not on simulated day 3",
+            "database holds run",
+            "not in the batch of day 3",
+        ):
+            assert expected in reasons
+        with psycopg.connect(url) as conn:
+            assert (
+                conn.execute("SELECT count(*) FROM transfers WHERE transfer_id = 39999999").fetchone()[0] == 0
+            )
         assert _get(f"{base}/occupancy/")["totals"]["beds"] == sum(beds.values())  # still serving
     finally:
         worker.send_signal(signal.SIGTERM)

@@ -1,3 +1,4 @@
+import datetime as dt
 import json
 
 import pytest
@@ -29,7 +30,6 @@ def test_chunk_round_trip():
 
 
 def test_day_close_carries_checkpoint_and_counts():
-    import datetime as dt
 
     raw = models.encode_day_close("run1", 4, 9, dt.date(2020, 1, 5), {"admissions": 12}, b"\x00\x01binary")
     message = models.parse_batch_message(raw)
@@ -127,3 +127,32 @@ def test_every_table_spec_is_consistent():
         assert len(set(spec.columns)) == len(spec.columns)
         if spec.mode == "update":
             assert spec.key and set(spec.key) < set(spec.columns)
+
+
+CONTEXT = models.HospitalContext(
+    frozenset({1, 2, 3}),
+    patient_count=1000,
+    start_date=__import__("datetime").date(2020, 1, 1),
+    schedule_days=864,
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (_transfer(to_ward_id=99), "unknown ward 99"),
+        (_transfer(patient_id=1001), "unknown patient 1001"),
+        (_transfer(day=900), "past the end of the schedule"),
+        (_transfer(transferred_at="2020-01-04T10:00:00+02:00"), "is not on simulated day 2"),
+        (_transfer(transferred_at="2020-01-03T22:30:00+00:00"), "is not on simulated day 2"),
+    ],
+)
+def test_streamed_transfers_must_agree_with_the_hospital(raw, reason):
+    with pytest.raises(InvalidMessage, match=reason):
+        models.parse_streamed_transfer(raw, CONTEXT)
+
+
+def test_a_transfer_that_agrees_with_the_hospital_passes():
+    # 23:30 UTC on 2 January is 01:30 SAST on 3 January: simulated day 2
+    raw = _transfer(transferred_at="2020-01-02T23:30:00+00:00", day=2)
+    assert models.parse_streamed_transfer(raw, CONTEXT).day == 2

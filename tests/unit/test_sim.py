@@ -124,6 +124,7 @@ def test_streamed_transfers_are_three_per_slot_in_event_time_order(days):
         assert all(len(slot) <= sim.TRANSFERS_PER_SLOT for slot in records.streamed)
         assert flat == sorted(flat, key=lambda r: (r[6], r[0]))
         assert set(flat) <= set(records.tables["transfers"])
+        assert all(row[6] >= records.date.isoformat() for row in flat)  # live events of that day
     assert sum(len(s) for s in days[50].streamed) == 15
 
 
