@@ -75,7 +75,8 @@ async def store_records(stream: Any) -> None:
     """Buffer streamed, batch and census messages; write each buffer in one transaction."""
     async for events in stream.take_events(settings.sink_buffer_messages, within=settings.sink_flush_seconds):
         messages = [
-            Incoming(e.message.topic, e.message.partition, e.message.offset, e.message.value) for e in events
+            Incoming(e.message.topic, e.message.partition, e.message.offset, e.message.value, e.message.key)
+            for e in events
         ]
         try:
             result = await sink.store(messages)

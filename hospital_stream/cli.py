@@ -422,6 +422,105 @@ def validate() -> None:
     click.echo(f"all {len(outcomes)} checks passed")
 
 
+@main.group("dlq")
+def dlq_group() -> None:
+    """The dead-letter store: messages and rows that could not be stored, with the reason."""
+
+
+@dlq_group.command("list")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--all", "show_all", is_flag=True, help="Include dead letters already replayed.")
+@friendly_errors
+def dlq_list(limit: int, show_all: bool) -> None:
+    """List dead letters, newest first."""
+    with _database(_settings()) as conn:
+        rows = conn.execute(
+            'SELECT dead_letter_id, topic, partition, "offset", row_number, payload_bytes, reason,'
+            " replayed_at FROM dead_letters WHERE %s OR replayed_at IS NULL"
+            " ORDER BY dead_letter_id DESC LIMIT %s",
+            (show_all, limit),
+        ).fetchall()
+        total = conn.execute("SELECT count(*) FROM dead_letters WHERE replayed_at IS NULL").fetchone()
+    for letter_id, topic, partition, offset, row_number, size, reason, replayed in rows:
+        where = f"{topic}[{partition}]@{offset}" + (f" row {row_number}" if row_number else "")
+        note = f" (replayed {replayed:%Y-%m-%d %H:%M})" if replayed else ""
+        click.echo(f"{letter_id:>8}  {where:48} {size:>8} B  {reason[:120]}{note}")
+    click.echo(f"{total[0] if total else 0:,} not replayed")
+
+
+@dlq_group.command("replay")
+@click.argument("ids", nargs=-1, type=click.IntRange(min=1))
+@click.option("--all", "replay_all", is_flag=True, help="Replay every dead letter not yet replayed.")
+@friendly_errors
+def dlq_replay(ids: tuple[int, ...], replay_all: bool) -> None:
+    """Try dead letters again: whole messages go back to their topic; rows are written again.
+
+    A replayed message that is still bad becomes a new dead letter; a row that is still bad
+    stays as it is and its reason is shown.
+    """
+    if not ids and not replay_all:
+        raise ConfigError("name dead-letter ids to replay, or --all")
+    settings = _settings()
+    with _database(settings) as conn:
+        letters = conn.execute(
+            "SELECT dead_letter_id, topic, message_key, row_number, table_name, payload, payload_bytes"
+            " FROM dead_letters WHERE replayed_at IS NULL AND (%s OR dead_letter_id = ANY(%s))"
+            " ORDER BY dead_letter_id",
+            (replay_all, list(ids)),
+        ).fetchall()
+    if not letters:
+        click.echo("nothing to replay")
+        return
+    done = asyncio.run(_replay(settings, letters))
+    with _database(settings) as conn:
+        conn.execute("UPDATE dead_letters SET replayed_at = now() WHERE dead_letter_id = ANY(%s)", (done,))
+    click.echo(f"replayed {len(done)} of {len(letters)}")
+
+
+async def _replay(settings: Settings, letters: list[Any]) -> list[int]:
+    """Send whole messages back to their topics and write single rows again."""
+    import psycopg
+    from aiokafka import AIOKafkaProducer
+
+    from hospital_stream.models import TABLES
+    from hospital_stream.sink import RowsMissing, apply_rows
+
+    done = []
+    messages = [row for row in letters if row[3] == 0]
+    if messages:
+        producer = AIOKafkaProducer(
+            bootstrap_servers="{}:{}".format(*settings.kafka_address),
+            max_batch_size=1 if settings.embedded else 16384,
+            max_request_size=2 * 1024 * 1024,
+        )
+        try:
+            await producer.start()
+        except Exception as exc:
+            raise HospitalStreamError(f"cannot reach the broker at {settings.kafka_url}: {exc}") from exc
+        try:
+            for letter_id, topic, key, _, _, payload, size in messages:
+                if len(payload) < size:
+                    click.echo(
+                        f"{letter_id}: only the first {len(payload)} of {size} bytes were kept; skipped"
+                    )
+                    continue
+                await producer.send_and_wait(topic, bytes(payload), key=bytes(key) if key else None)
+                done.append(letter_id)
+        finally:
+            await producer.stop()
+    rows = [row for row in letters if row[3] > 0]
+    if rows:
+        async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
+            for letter_id, _, _, _, table, payload, _ in rows:
+                try:
+                    async with conn.transaction():
+                        await apply_rows(conn, TABLES[table], bytes(payload), 1)
+                    done.append(letter_id)
+                except (psycopg.DataError, psycopg.IntegrityError, RowsMissing) as exc:
+                    click.echo(f"{letter_id}: still rejected: {str(exc).splitlines()[0]}")
+    return done
+
+
 @main.command("export")
 @click.option("--format", "fmt", type=click.Choice(["csv"]), default="csv", show_default=True)
 @click.option(

@@ -37,6 +37,7 @@ from hospital_stream.models import (
     parse_batch_message,
     parse_streamed_transfer,
     parse_ward_census,
+    streamed_transfer_from_row,
 )
 from hospital_stream.settings import Settings
 from hospital_stream.sim import HospitalConfig
@@ -55,6 +56,7 @@ class Incoming:
     partition: int
     offset: int
     value: bytes | None
+    key: bytes | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +65,7 @@ class DeadLetter:
     reason: str
     row_number: int = 0
     payload: bytes | None = None  # default: the whole message
+    table: str | None = None  # for a row of a batch chunk
 
 
 @dataclasses.dataclass
@@ -85,7 +88,7 @@ COMPLETE_DAYS = """
 """
 
 
-class _RowsMissing(Exception):
+class RowsMissing(Exception):
     """An update chunk named rows that are not in the database."""
 
 
@@ -186,7 +189,7 @@ class PostgresSink(Service):
                     result.replayed_chunks += 1
             stream_days = {t.day for t in streamed.values()} | closed
             if stream_days:
-                dead.extend(await self._reject_unconfirmed(conn, sorted(stream_days)))
+                dead.extend(await self._reject_unconfirmed(conn, run_id or "", sorted(stream_days)))
             if census:
                 await self._store_census(conn, census)
                 days.update(c.day for c in census)
@@ -213,29 +216,34 @@ class PostgresSink(Service):
     async def _merge_streamed(
         self, conn: psycopg.AsyncConnection[Any], transfers: list[StreamedTransfer]
     ) -> None:
-        stage = await self._stage(conn, "stream_transfers", "transfers", TRANSFER_COLUMNS)
-        await self._copy(conn, stage, TRANSFER_COLUMNS, encode_copy_rows(t.row() for t in transfers))
+        stage = await _stage(conn, "stream_transfers", "transfers", TRANSFER_COLUMNS)
+        await _copy(conn, stage, TRANSFER_COLUMNS, encode_copy_rows(t.row() for t in transfers))
         await conn.execute(_merge_sql(stage, "seen_in_stream", "seen_in_batch", batch_wins=False))
 
     async def _reject_unconfirmed(
-        self, conn: psycopg.AsyncConnection[Any], days: list[int]
+        self, conn: psycopg.AsyncConnection[Any], run_id: str, days: list[int]
     ) -> list[DeadLetter]:
         """Streamed transfers of a closed day that its batch does not hold never happened:
         move them from ``transfers`` to the dead letters."""
+        columns = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in TRANSFER_COLUMNS)
         cur = await conn.execute(
-            "DELETE FROM transfers t USING sim_days d"
-            " WHERE d.sim_day = t.sim_day AND t.sim_day = ANY(%s) AND t.seen_in_stream"
-            " AND NOT t.seen_in_batch RETURNING t.transfer_id, t.sim_day, row_to_json(t)::text",
+            sql.SQL(
+                "DELETE FROM transfers t USING sim_days d"
+                " WHERE d.sim_day = t.sim_day AND t.sim_day = ANY(%s) AND t.seen_in_stream"
+                " AND NOT t.seen_in_batch RETURNING {}"
+            ).format(columns),
             (days,),
         )
-        streamed_topic = next(t for t, kind in self.topics.items() if kind == "streamed")
-        return [
-            DeadLetter(
-                Incoming(streamed_topic, -1, transfer_id, row.encode()),
-                f"streamed transfer {transfer_id} is not in the batch of day {day}",
+        topic = next(t for t, kind in self.topics.items() if kind == "streamed")
+        letters = []
+        for row in await cur.fetchall():
+            transfer = streamed_transfer_from_row(run_id, row)
+            source = Incoming(
+                topic, -1, transfer.transfer_id, transfer.dumps(), str(transfer.admission_id).encode()
             )
-            for transfer_id, day, row in await cur.fetchall()
-        ]
+            reason = f"streamed transfer {transfer.transfer_id} is not in the batch of day {transfer.day}"
+            letters.append(DeadLetter(source, reason))
+        return letters
 
     async def _claim_chunk(self, conn: psycopg.AsyncConnection[Any], batch: BatchMessage) -> bool:
         header = batch.header
@@ -267,13 +275,15 @@ class PostgresSink(Service):
     ) -> int:
         try:
             async with conn.transaction():
-                await self._apply(conn, batch.spec, b"".join(line for _, line in lines), len(lines))
+                await apply_rows(conn, batch.spec, b"".join(line for _, line in lines), len(lines))
             return len(lines)
-        except (*_ROW_ERRORS, _RowsMissing) as exc:
+        except (*_ROW_ERRORS, RowsMissing) as exc:
             if len(lines) == 1:
                 number, line = lines[0]
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                dead.append(DeadLetter(message, f"{batch.header.table}: {reason}", number, line))
+                dead.append(
+                    DeadLetter(message, f"{batch.header.table}: {reason}", number, line, batch.header.table)
+                )
                 return 0
             if len(lines) == batch.header.rows:
                 logger.info(
@@ -287,55 +297,6 @@ class PostgresSink(Service):
         return await self._write_lines(conn, message, batch, lines[:half], dead) + await self._write_lines(
             conn, message, batch, lines[half:], dead
         )
-
-    async def _apply(
-        self, conn: psycopg.AsyncConnection[Any], spec: TableSpec, payload: bytes, rows: int
-    ) -> None:
-        if spec.mode == "insert":
-            await self._copy(conn, spec.target, spec.columns, payload)
-            return
-        stage = await self._stage(conn, spec.name, spec.target, spec.columns)
-        await self._copy(conn, stage, spec.columns, payload)
-        if spec.mode == "merge_transfers":
-            await conn.execute(_merge_sql(stage, "seen_in_batch", "seen_in_stream", batch_wins=True))
-            return
-        assignments = sql.SQL(", ").join(
-            sql.SQL("{0} = s.{0}").format(sql.Identifier(c)) for c in spec.columns if c not in spec.key
-        )
-        match = sql.SQL(" AND ").join(sql.SQL("t.{0} = s.{0}").format(sql.Identifier(c)) for c in spec.key)
-        cur = await conn.execute(
-            sql.SQL("UPDATE {} t SET {} FROM {} s WHERE {}").format(
-                sql.Identifier(spec.target), assignments, sql.Identifier(stage), match
-            )
-        )
-        if cur.rowcount != rows:
-            raise _RowsMissing(f"{rows - cur.rowcount} of {rows} rows name no stored {spec.target} row")
-
-    async def _stage(
-        self, conn: psycopg.AsyncConnection[Any], name: str, target: str, columns: Sequence[str]
-    ) -> str:
-        """An empty temporary table with ``columns`` of ``target`` (dropped at commit)."""
-        stage = f"stage_{name}"
-        await conn.execute(
-            sql.SQL(
-                "CREATE TEMP TABLE IF NOT EXISTS {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA"
-            ).format(
-                sql.Identifier(stage),
-                sql.SQL(", ").join(map(sql.Identifier, columns)),
-                sql.Identifier(target),
-            )
-        )
-        await conn.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(stage)))
-        return stage
-
-    async def _copy(
-        self, conn: psycopg.AsyncConnection[Any], table: str, columns: Sequence[str], payload: bytes
-    ) -> None:
-        query = sql.SQL("COPY {} ({}) FROM STDIN").format(
-            sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
-        )
-        async with conn.cursor() as cur, cur.copy(query) as copy:
-            await copy.write(payload)
 
     async def _close_day(self, conn: psycopg.AsyncConnection[Any], batch: BatchMessage) -> int:
         header = batch.header
@@ -355,25 +316,79 @@ class PostgresSink(Service):
             )
 
     async def _dead_letter(self, conn: psycopg.AsyncConnection[Any], dead: list[DeadLetter]) -> None:
+        rows = []
+        for letter in dead:
+            payload = letter.payload if letter.payload is not None else letter.source.value or b""
+            source = letter.source
+            rows.append(
+                (
+                    source.topic,
+                    source.partition,
+                    source.offset,
+                    source.key,
+                    letter.row_number,
+                    letter.table,
+                    letter.reason[:1000],
+                    payload[:DEAD_LETTER_PAYLOAD_BYTES],
+                    len(payload),
+                )
+            )
         async with conn.cursor() as cur:
             await cur.executemany(
-                'INSERT INTO dead_letters (topic, partition, "offset", row_number, reason, payload,'
-                " payload_bytes) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                [
-                    (
-                        d.source.topic,
-                        d.source.partition,
-                        d.source.offset,
-                        d.row_number,
-                        d.reason[:1000],
-                        (payload := d.payload if d.payload is not None else d.source.value or b"")[
-                            :DEAD_LETTER_PAYLOAD_BYTES
-                        ],
-                        len(payload),
-                    )
-                    for d in dead
-                ],
+                'INSERT INTO dead_letters (topic, partition, "offset", message_key, row_number, table_name,'
+                " reason, payload, payload_bytes) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                # the same message again (redelivered, or replayed and still bad): one row, open again
+                ' ON CONFLICT (topic, partition, "offset", row_number)'
+                " DO UPDATE SET reason = EXCLUDED.reason, replayed_at = NULL",
+                rows,
             )
+
+
+async def apply_rows(conn: psycopg.AsyncConnection[Any], spec: TableSpec, payload: bytes, rows: int) -> None:
+    """Write ``rows`` COPY-text rows of one batch table (insert, merge or update)."""
+    if spec.mode == "insert":
+        await _copy(conn, spec.target, spec.columns, payload)
+        return
+    stage = await _stage(conn, spec.name, spec.target, spec.columns)
+    await _copy(conn, stage, spec.columns, payload)
+    if spec.mode == "merge_transfers":
+        await conn.execute(_merge_sql(stage, "seen_in_batch", "seen_in_stream", batch_wins=True))
+        return
+    assignments = sql.SQL(", ").join(
+        sql.SQL("{0} = s.{0}").format(sql.Identifier(c)) for c in spec.columns if c not in spec.key
+    )
+    match = sql.SQL(" AND ").join(sql.SQL("t.{0} = s.{0}").format(sql.Identifier(c)) for c in spec.key)
+    cur = await conn.execute(
+        sql.SQL("UPDATE {} t SET {} FROM {} s WHERE {}").format(
+            sql.Identifier(spec.target), assignments, sql.Identifier(stage), match
+        )
+    )
+    if cur.rowcount != rows:
+        raise RowsMissing(f"{rows - cur.rowcount} of {rows} rows name no stored {spec.target} row")
+
+
+async def _stage(conn: psycopg.AsyncConnection[Any], name: str, target: str, columns: Sequence[str]) -> str:
+    """An empty temporary table with ``columns`` of ``target`` (dropped at commit)."""
+    stage = f"stage_{name}"
+    await conn.execute(
+        sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
+            sql.Identifier(stage),
+            sql.SQL(", ").join(map(sql.Identifier, columns)),
+            sql.Identifier(target),
+        )
+    )
+    await conn.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(stage)))
+    return stage
+
+
+async def _copy(
+    conn: psycopg.AsyncConnection[Any], table: str, columns: Sequence[str], payload: bytes
+) -> None:
+    query = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
+    )
+    async with conn.cursor() as cur, cur.copy(query) as copy:
+        await copy.write(payload)
 
 
 def _check_run(message_run: str, stored_run: str | None) -> None:

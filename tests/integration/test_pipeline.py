@@ -19,7 +19,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from hospital_stream import db, sim
+from hospital_stream import db, models, sim
 from hospital_stream.settings import Settings
 
 from .conftest import free_port
@@ -250,15 +250,24 @@ def test_worker_serves_views_from_its_tables_and_dead_letters_bad_input(embedded
             json.dumps(plausible).encode(),  # well formed, but day 3's batch never had it
         ]
         _produce(embedded_stack, f"{env['HOSPITAL_TOPIC_PREFIX']}.transfers.streamed", bad)
-        _produce(embedded_stack, f"{env['HOSPITAL_TOPIC_PREFIX']}.records.batch", [b"{}\nrows", b""])
+        one_bad_row = models.encode_chunk(
+            run_id,
+            999_999,
+            0,
+            "icd10_codes",
+            [("Z99.9", "Dependence on enabling machines", "comorbidity"), ("Z99.8", None, "comorbidity")],
+        )
+        _produce(
+            embedded_stack, f"{env['HOSPITAL_TOPIC_PREFIX']}.records.batch", [b"{}\nrows", b"", one_bad_row]
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             with psycopg.connect(url) as conn:
                 letters = conn.execute("SELECT topic, reason FROM dead_letters").fetchall()
-            if len(letters) >= len(bad) + 2:
+            if len(letters) >= len(bad) + 3:
                 break
             time.sleep(1)
-        assert len(letters) == len(bad) + 2, letters
+        assert len(letters) == len(bad) + 3, letters
         reasons = " ".join(reason for _, reason in letters)
         for expected in (
             "invalid JSON",
@@ -275,6 +284,30 @@ def test_worker_serves_views_from_its_tables_and_dead_letters_bad_input(embedded
             assert (
                 conn.execute("SELECT count(*) FROM transfers WHERE transfer_id = 39999999").fetchone()[0] == 0
             )
+            codes = conn.execute("SELECT icd10_code FROM icd10_codes WHERE icd10_code LIKE 'Z99%'").fetchall()
+            assert codes == [("Z99.9",)]  # the good row of the chunk is stored, only its bad row is not
+            row_letter = conn.execute(
+                "SELECT row_number, table_name, reason FROM dead_letters WHERE row_number > 0"
+            ).fetchone()
+        assert row_letter[:2] == (2, "icd10_codes") and "description" in row_letter[2]
+
+        listed = cli(env, "dlq", "list")
+        assert listed.returncode == 0 and "unknown ward 999" in listed.stdout
+        assert f"{len(bad) + 3:,} not replayed" in listed.stdout
+        replayed = cli(env, "dlq", "replay", "--all")
+        assert replayed.returncode == 0, replayed.stderr
+        assert "still rejected" in replayed.stdout  # the bad row is still bad
+        assert f"replayed {len(bad) + 2} of {len(bad) + 3}" in replayed.stdout
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # the replayed messages are dead-lettered again
+            with psycopg.connect(url) as conn:
+                fresh = conn.execute(
+                    "SELECT count(*) FROM dead_letters WHERE replayed_at IS NULL"
+                ).fetchone()[0]
+            if fresh >= len(bad) + 3:
+                break
+            time.sleep(1)
+        assert fresh == len(bad) + 3
         assert _get(f"{base}/occupancy/")["totals"]["beds"] == sum(beds.values())  # still serving
     finally:
         worker.send_signal(signal.SIGTERM)
