@@ -13,8 +13,8 @@ Dataflow::
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import os
 from typing import Any
 
 from hospital_stream import state, topics
@@ -32,7 +32,6 @@ from hospital_stream.tables import assignment_by_staff, occupancy_by_ward
 
 logger = logging.getLogger(__name__)
 
-EXIT_DATABASE_UNAVAILABLE = 75  # EX_TEMPFAIL: try again once PostgreSQL is back
 
 CONFIG = HospitalConfig.from_settings(settings)
 WARDS = {ward.ward_id: ward for ward in CONFIG.wards}
@@ -72,8 +71,15 @@ async def produce_daily_batch() -> None:
 
 @app.agent(topics.sink_input)
 async def store_records(stream: Any) -> None:
-    """Buffer streamed, batch and census messages; write each buffer in one transaction."""
-    async for events in stream.take_events(settings.sink_buffer_messages, within=settings.sink_flush_seconds):
+    """Buffer streamed, batch and census messages; write each buffer in one transaction.
+
+    Acknowledgements are manual (``noack``): a buffer is acknowledged only after its
+    transaction committed, so a crash, a shutdown or an error never lets Kafka commit an
+    offset whose message is not stored. (Faust's ``take_events`` acknowledges its buffer in a
+    ``finally`` block, even when the agent fails, which is why it is not used here.)
+    """
+    manual = stream.noack()
+    async for events in buffered(manual.events(), settings.sink_buffer_messages, settings.sink_flush_seconds):
         messages = [
             Incoming(e.message.topic, e.message.partition, e.message.offset, e.message.value, e.message.key)
             for e in events
@@ -81,13 +87,48 @@ async def store_records(stream: Any) -> None:
         try:
             result = await sink.store(messages)
         except DatabaseError as exc:
-            # Leaving this loop would acknowledge the buffer (take_events acks in a finally
-            # block, even on cancellation), so its offsets could be committed unstored. Exit
-            # at once instead: nothing is committed and the messages are read again on restart.
             logger.critical("stopping the worker: %s", exc)
-            logging.shutdown()
-            os._exit(EXIT_DATABASE_UNAVAILABLE)
+            await app.crash(exc)
+            raise
+        for event in events:
+            await manual.ack(event)
         logger.debug("stored %d messages: %s", len(messages), result)
+
+
+async def buffered(events: Any, size: int, within: float) -> Any:
+    """Lists of up to ``size`` items from ``events``, each yielded at most ``within`` seconds
+    after its first item arrived."""
+    iterator = events.__aiter__()
+    pending: asyncio.Future[Any] | None = None
+    buffer: list[Any] = []
+    deadline = 0.0
+    loop = asyncio.get_running_loop()
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(iterator.__anext__())
+            timeout = max(0.0, deadline - loop.time()) if buffer else None
+            done, _ = await asyncio.wait({pending}, timeout=timeout)
+            if done:
+                try:
+                    item = pending.result()
+                except StopAsyncIteration:
+                    break
+                finally:
+                    pending = None
+                if not buffer:
+                    deadline = loop.time() + within
+                buffer.append(item)
+                if len(buffer) < size:
+                    continue
+            if buffer:
+                yield buffer
+                buffer = []
+        if buffer:
+            yield buffer
+    finally:
+        if pending is not None:
+            pending.cancel()
 
 
 @app.agent(topics.hospital_records)

@@ -26,7 +26,7 @@ import click
 from psycopg import sql
 
 from hospital_stream import db, stack
-from hospital_stream.errors import ConfigError, HospitalStreamError
+from hospital_stream.errors import ConfigError, DatabaseError, HospitalStreamError
 from hospital_stream.settings import Settings, documented_settings, parse_speed
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -217,6 +217,8 @@ def run(days: int | None, speed: float | str | None, seed: int | None, reset: bo
             if reset and "broker" not in started:
                 stack.down(settings, only=["broker"])  # forget the old run's messages
                 stack.up(settings)
+        elif reset:
+            _delete_topics(settings)
         db.migrate(settings.database_url)
         with db.connect(settings.database_url, autocommit=True) as conn:
             if reset:
@@ -234,6 +236,35 @@ def run(days: int | None, speed: float | str | None, seed: int | None, reset: bo
             stack.down(settings, only=list(reversed(started)))
     if days is not None and not reached:
         raise click.exceptions.Exit(1)
+
+
+def _delete_topics(settings: Settings) -> None:
+    """Delete the run's topics and the app's changelogs, so a reset run starts from nothing."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.errors import KafkaError
+
+    async def delete() -> list[str]:
+        admin = AIOKafkaAdminClient(bootstrap_servers="{}:{}".format(*settings.kafka_address))
+        await admin.start()
+        try:
+            ours = [
+                t
+                for t in await admin.list_topics()
+                if t.startswith(settings.topic_prefix + ".") or t.startswith(settings.app_id + "-")
+            ]
+            if ours:
+                await admin.delete_topics(ours)
+            return ours
+        finally:
+            await admin.close()
+
+    try:
+        deleted = asyncio.run(asyncio.wait_for(delete(), 30))
+    except (KafkaError, OSError, TimeoutError) as exc:
+        raise HospitalStreamError(
+            f"cannot delete the old run's topics at {settings.kafka_url}: {exc!r}"
+        ) from exc
+    click.echo(f"deleted topics: {', '.join(deleted) or 'none'}")
 
 
 def _check_run_settings(conn: Any, settings: Settings) -> None:
@@ -273,8 +304,11 @@ def _run_worker(settings: Settings, first_day: int, end_day: int, loglevel: str)
     )
     try:
         worker.execute_from_commandline()
-    except SystemExit:
-        pass
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            progress.summary()
+            reason = worker.crash_reason or f"exit status {exc.code}"
+            raise HospitalStreamError(f"the worker stopped after an error: {reason}") from None
     return progress.summary()
 
 
@@ -461,6 +495,11 @@ def dlq_replay(ids: tuple[int, ...], replay_all: bool) -> None:
     if not ids and not replay_all:
         raise ConfigError("name dead-letter ids to replay, or --all")
     settings = _settings()
+    with _embedded_postgres(settings):
+        _replay_letters(settings, ids, replay_all)
+
+
+def _replay_letters(settings: Settings, ids: tuple[int, ...], replay_all: bool) -> None:
     with _database(settings) as conn:
         letters = conn.execute(
             "SELECT dead_letter_id, topic, message_key, row_number, table_name, payload, payload_bytes"
@@ -510,7 +549,11 @@ async def _replay(settings: Settings, letters: list[Any]) -> list[int]:
             await producer.stop()
     rows = [row for row in letters if row[3] > 0]
     if rows:
-        async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
+        try:
+            conn = await psycopg.AsyncConnection.connect(settings.database_url)
+        except psycopg.OperationalError as exc:
+            raise DatabaseError(f"cannot connect to PostgreSQL: {str(exc).splitlines()[0]}") from exc
+        async with conn:
             for letter_id, _, _, _, table, payload, _ in rows:
                 try:
                     async with conn.transaction():

@@ -37,6 +37,9 @@ SECONDS_PER_SLOT = 180.0
 SLOTS_PER_DAY = sim.STREAM_SLOTS_PER_DAY
 SECONDS_PER_DAY = SECONDS_PER_SLOT * SLOTS_PER_DAY
 MIN_TICK_SECONDS = 0.2
+#: Every batch message has the same key, so all days travel through one partition in order:
+#: a day's updates and references always find the rows of the days before it stored.
+BATCH_KEY = "hospital-batch"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +77,8 @@ class Generator:
         self.schedule = Schedule(settings.speed)
         #: ``await send(kind, key, value)``, kind: "streamed", "batch", "occupancy" or "staff"
         self.send = send
-        self.end_day = min(settings.schedule_days, settings.run_until_day or settings.schedule_days)
+        until = settings.run_until_day
+        self.end_day = settings.schedule_days if until is None else min(settings.schedule_days, until)
         self.lock = asyncio.Lock()
         self.hospital: sim.Hospital | None = None
         self.run_id = ""
@@ -97,7 +101,15 @@ class Generator:
         run_id, last_day, checkpoint = await asyncio.to_thread(self._read_resume_point, url)
         self.run_id = run_id
         self.hospital = await asyncio.to_thread(sim.Hospital, self.config)
-        self.state = sim.decode_checkpoint(checkpoint) if checkpoint else sim.HospitalState()
+        resumed = sim.decode_checkpoint(checkpoint) if checkpoint else sim.HospitalState()
+        if last_day >= 0:
+            wards = [ward.ward_id for ward in self.config.wards]
+            occupancy, staff = state.snapshot_changes(resumed, last_day, wards)
+            for ward_change in occupancy:
+                await self.send("occupancy", str(ward_change.ward_id), ward_change)
+            for staff_change in staff:
+                await self.send("staff", str(staff_change.staff_id), staff_change)
+        self.state = resumed  # only now: a failed snapshot is sent again on the next tick
         self.first_day = last_day + 1
         self.stored_through = last_day
         self.anchor = time.monotonic()
@@ -108,13 +120,6 @@ class Generator:
             run_id,
             self.settings.speed or "max",
         )
-        if self.first_day > 0:
-            wards = [ward.ward_id for ward in self.config.wards]
-            occupancy, staff = state.snapshot_changes(self.state, last_day, wards)
-            for ward_change in occupancy:
-                await self.send("occupancy", str(ward_change.ward_id), ward_change)
-            for staff_change in staff:
-                await self.send("staff", str(staff_change.staff_id), staff_change)
 
     def _read_resume_point(self, url: str) -> tuple[str, int, bytes | None]:
         with db.connect(url) as conn:
@@ -195,7 +200,7 @@ class Generator:
                 return False
             if day - self.stored_through <= limit or time.monotonic() > deadline:
                 break
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)
         return day - self.stored_through <= limit
 
     def _stored_through(self) -> int:
@@ -214,7 +219,7 @@ class Generator:
         assert records is not None
         messages = await asyncio.to_thread(encode_day, self.run_id, records)
         for message in messages:
-            await self.send("batch", str(records.day), message)
+            await self.send("batch", BATCH_KEY, message)
         self.state = records.state
         self.days_sent += 1
         logger.info(

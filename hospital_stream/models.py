@@ -167,7 +167,7 @@ def encode_copy_rows(rows: Iterable[Sequence[Any]]) -> bytes:
 
 def decode_copy_rows(payload: bytes) -> Iterator[list[str | None]]:
     """The inverse of :func:`encode_copy_rows`, as strings (None for NULL)."""
-    for line in payload.decode().splitlines():
+    for line in payload.decode().split("\n")[:-1] if payload else []:
         yield [None if field == "\\N" else _unescape(field) for field in line.split("\t")]
 
 

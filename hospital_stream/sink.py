@@ -79,9 +79,11 @@ class StoreResult:
 
 
 #: A day is complete once every chunk is stored and every ward's end-of-day census with it.
+#: Every open day is looked at each time: a day whose last pieces were committed by two
+#: concurrent transactions (two workers) is completed by the next one, or by the timer.
 COMPLETE_DAYS = """
     UPDATE sim_days d SET completed_at = now()
-    WHERE completed_at IS NULL AND sim_day = ANY(%s)
+    WHERE completed_at IS NULL
       AND chunks = (SELECT count(*) FROM ingested_chunks c WHERE c.sim_day = d.sim_day)
       AND (SELECT count(*) FROM ward_census w WHERE w.sim_day = d.sim_day)
           = (SELECT count(*) FROM wards)
@@ -120,6 +122,16 @@ class PostgresSink(Service):
 
     async def on_stop(self) -> None:
         await self.pool.close()
+
+    @Service.timer(5.0)
+    async def _complete_open_days(self) -> None:
+        if not self.ready.is_set():
+            return
+        try:
+            async with self.pool.connection() as conn:
+                await conn.execute(COMPLETE_DAYS)
+        except psycopg.OperationalError as exc:
+            logger.debug("could not look at open days: %s", exc)
 
     async def store(self, messages: Sequence[Incoming]) -> StoreResult:
         """Store a buffer in one transaction, retrying while PostgreSQL is unreachable."""
@@ -194,7 +206,7 @@ class PostgresSink(Service):
                 await self._store_census(conn, census)
                 days.update(c.day for c in census)
             if days:
-                await conn.execute(COMPLETE_DAYS, (sorted(days),))
+                await conn.execute(COMPLETE_DAYS)
             if dead:
                 await self._dead_letter(conn, dead)
                 result.dead_letters += len(dead)
@@ -339,7 +351,9 @@ class PostgresSink(Service):
                 " reason, payload, payload_bytes) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 # the same message again (redelivered, or replayed and still bad): one row, open again
                 ' ON CONFLICT (topic, partition, "offset", row_number)'
-                " DO UPDATE SET reason = EXCLUDED.reason, replayed_at = NULL",
+                " DO UPDATE SET reason = EXCLUDED.reason, payload = EXCLUDED.payload,"
+                " payload_bytes = EXCLUDED.payload_bytes, message_key = EXCLUDED.message_key,"
+                " table_name = EXCLUDED.table_name, received_at = now(), replayed_at = NULL",
                 rows,
             )
 
@@ -396,7 +410,7 @@ def _check_run(message_run: str, stored_run: str | None) -> None:
         raise InvalidMessage(f"message of run {message_run[:40]!r}, database holds run {stored_run!r}")
 
 
-_TRANSFER_FIELDS = [c for c in TRANSFER_COLUMNS if c not in ("transfer_id", "sim_day")]
+_TRANSFER_FIELDS = [c for c in TRANSFER_COLUMNS if c != "transfer_id"]
 
 
 def _merge_sql(stage: str, seen_here: str, seen_other: str, *, batch_wins: bool) -> sql.Composed:

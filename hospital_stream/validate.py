@@ -80,7 +80,7 @@ CHECKS = (
         "retirements replaced",
         "every retirement is followed the same day by a hire of the same role and specialty",
         """SELECT r.staff_id, r.role, r.specialty, r.retired_on FROM staff r
-           WHERE r.retired_on IS NOT NULL AND NOT EXISTS (
+           WHERE r.retired_on <= (SELECT sim_date FROM sim_days WHERE sim_day = %(day)s) AND NOT EXISTS (
                SELECT 1 FROM staff h WHERE h.role = r.role AND h.specialty = r.specialty
                   AND h.hired_on = r.retired_on AND h.staff_id <> r.staff_id)""",
     ),

@@ -1,0 +1,87 @@
+"""Crashes and outages: the worker is SIGKILLed at seeded random moments, PostgreSQL is stopped
+mid-run; either way the run ends with exactly the rows of an uninterrupted run."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import time
+
+import psycopg
+import pytest
+
+from hospital_stream import db, stack
+from hospital_stream.settings import Settings
+
+from .test_pipeline import BIN, DAYS, cli, data_checksums, hospital_env
+from .test_pipeline import reference_run as reference_run  # the uninterrupted run to compare with
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _last_day(url: str) -> int:
+    try:
+        with psycopg.connect(url, connect_timeout=3) as conn:
+            return db.last_complete_day(conn)
+    except psycopg.Error:  # not reachable, or not migrated yet
+        return -2
+
+
+def _start_run(env: dict[str, str], log, speed: str = "max") -> subprocess.Popen:
+    remaining = DAYS - max(0, _last_day(env["HOSPITAL_DATABASE_URL"]) + 1)
+    return subprocess.Popen(
+        [str(BIN / "hospital-stream"), "run", "--days", str(max(remaining, 1)), "--speed", speed],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_worker_killed_at_random_moments_ends_identical(reference_run, embedded_stack, tmp_path):
+    env = hospital_env(embedded_stack)
+    url = env["HOSPITAL_DATABASE_URL"]
+    rng = random.Random(20200101)
+    kills = []
+    with (tmp_path / "runs.log").open("w") as log:
+        for _ in range(5):
+            run = _start_run(env, log)
+            delay = rng.uniform(3.0, 16.0)
+            time.sleep(delay)
+            if run.poll() is not None:
+                break
+            run.kill()  # SIGKILL: no shutdown, no commit, no goodbye to the consumer group
+            run.wait()
+            kills.append((round(delay, 1), _last_day(url)))
+        final = _start_run(env, log)
+        assert final.wait(timeout=300) == 0, (tmp_path / "runs.log").read_text()[-3000:]
+    print(f"survived {len(kills)} kills (seconds after start, last stored day): {kills}")
+    assert len(kills) == 5
+    assert data_checksums(url) == data_checksums(reference_run["HOSPITAL_DATABASE_URL"])
+    assert cli(env, "validate").returncode == 0
+
+
+def test_postgres_outage_mid_run_loses_nothing(reference_run, new_stack_settings, tmp_path):
+    stack_settings: Settings = new_stack_settings()
+    stack.up(stack_settings)
+    env = hospital_env(stack_settings)
+    url = env["HOSPITAL_DATABASE_URL"]
+    with (tmp_path / "run.log").open("w") as log:
+        run = _start_run(env, log, speed="900")  # a day a second: most days come after the outage
+        deadline = time.monotonic() + 120
+        while _last_day(url) < 1 and time.monotonic() < deadline and run.poll() is None:
+            time.sleep(0.5)
+        assert run.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
+        stored_before = _last_day(url)
+        stack.down(stack_settings, only=["postgres"])
+        outage_started = time.monotonic()
+        time.sleep(20)
+        assert run.poll() is None, "the worker died while PostgreSQL was down"
+        stack.up(stack_settings, only=["postgres"])
+        outage = time.monotonic() - outage_started
+        assert run.wait(timeout=240) == 0, (tmp_path / "run.log").read_text()[-3000:]
+    print(f"PostgreSQL was down for {outage:.1f} s, with days up to {stored_before} stored")
+    assert stored_before < DAYS - 1
+    assert "PostgreSQL unavailable" in (tmp_path / "run.log").read_text()
+    assert data_checksums(url) == data_checksums(reference_run["HOSPITAL_DATABASE_URL"])
+    assert cli(env, "validate").returncode == 0
