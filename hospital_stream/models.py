@@ -293,6 +293,11 @@ def parse_batch_message(raw: bytes | None) -> BatchMessage:
         date=_require(obj, "date", str),
         row_counts=_require(obj, "row_counts", dict),
     )
+    if kind == "day":
+        try:
+            dt.date.fromisoformat(header.date)
+        except ValueError as exc:
+            raise InvalidMessage(f"day message with date {header.date[:40]!r}") from exc
     if digest(payload) != header.digest:
         raise InvalidMessage("payload digest mismatch")
     lines = payload.count(b"\n")
@@ -442,10 +447,11 @@ class WardCensus(faust.Record, serializer="json"):
 
 def parse_ward_census(raw: bytes | None) -> WardCensus:
     obj = _json_object(raw)
+    ward_id = _require_id(obj, "ward_id")
+    if ward_id >= 2**31:
+        raise InvalidMessage(f"unknown ward {ward_id}")
     return WardCensus(
-        day=_require_count(obj, "day"),
-        ward_id=_require_id(obj, "ward_id"),
-        occupied=_require_count(obj, "occupied"),
+        day=_require_count(obj, "day"), ward_id=ward_id, occupied=_require_count(obj, "occupied")
     )
 
 
@@ -479,6 +485,8 @@ def _require_count(obj: dict[str, Any], name: str) -> int:
     value = _require(obj, name, int)
     if value < 0:
         raise InvalidMessage(f"field {name!r} is negative")
+    if value >= 2**31:  # the columns it lands in are PostgreSQL integers
+        raise InvalidMessage(f"field {name!r} is too large")
     return value
 
 

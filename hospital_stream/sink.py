@@ -45,7 +45,8 @@ from hospital_stream.sim import HospitalConfig
 logger = logging.getLogger(__name__)
 
 DEAD_LETTER_PAYLOAD_BYTES = 64 * 1024
-_ROW_ERRORS = (psycopg.DataError, psycopg.IntegrityError)
+#: what a bad row (or the same key twice in one chunk) makes PostgreSQL raise
+_ROW_ERRORS = (psycopg.DataError, psycopg.IntegrityError, psycopg.errors.CardinalityViolation)
 
 
 @dataclasses.dataclass(frozen=True)

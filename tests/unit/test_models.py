@@ -156,3 +156,17 @@ def test_a_transfer_that_agrees_with_the_hospital_passes():
     # 23:30 UTC on 2 January is 01:30 SAST on 3 January: simulated day 2
     raw = _transfer(transferred_at="2020-01-02T23:30:00+00:00", day=2)
     assert models.parse_streamed_transfer(raw, CONTEXT).day == 2
+
+
+def test_numbers_beyond_postgresql_integers_are_rejected_not_crashing_the_sink():
+    raw = models.encode_chunk("run1", 1, 0, "wards", [(1, "A", "Ward A", "medicine", 10, 0)])
+    with pytest.raises(InvalidMessage, match="too large"):
+        models.parse_batch_message(_tamper(raw, day=2**40))
+    with pytest.raises(InvalidMessage, match="unknown ward"):
+        models.parse_ward_census(json.dumps({"day": 1, "ward_id": 3_000_000_000, "occupied": 2}).encode())
+
+
+def test_a_day_message_needs_a_real_date():
+    raw = models.encode_day_close("run1", 4, 9, dt.date(2020, 1, 5), {}, b"state")
+    with pytest.raises(InvalidMessage, match="day message with date"):
+        models.parse_batch_message(_tamper(raw, date="yesterday"))
