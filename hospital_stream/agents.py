@@ -17,13 +17,18 @@ import asyncio
 import logging
 from typing import Any
 
+import faust
+
 from hospital_stream import state, topics
 from hospital_stream.app import app, settings
 from hospital_stream.errors import DatabaseError, InvalidMessage
 from hospital_stream.generator import Generator
 from hospital_stream.models import (
     WardCensus,
+    encode_dead_letter,
     parse_batch_message,
+    parse_occupancy_change,
+    parse_staff_change,
     parse_streamed_transfer,
 )
 from hospital_stream.sim import HospitalConfig
@@ -49,7 +54,8 @@ _GENERATOR_TOPICS = {
 
 
 async def _send(kind: str, key: str, value: Any) -> None:
-    await _GENERATOR_TOPICS[kind].send(key=key.encode(), value=value)
+    payload = value.dumps() if isinstance(value, faust.Record) else value
+    await _GENERATOR_TOPICS[kind].send(key=key.encode(), value=payload)
 
 
 generator = Generator(settings, _send)
@@ -139,7 +145,9 @@ async def route_hospital_records(stream: Any) -> None:
             if event.message.topic == topics.STREAMED_TRANSFERS:
                 transfer = parse_streamed_transfer(event.value, CONTEXT)
                 for change in state.occupancy_changes_for_transfer(transfer):
-                    await topics.occupancy_changes.send(key=str(change.ward_id), value=change)
+                    await topics.occupancy_changes.send(
+                        key=str(change.ward_id).encode(), value=change.dumps()
+                    )
                 continue
             batch = parse_batch_message(event.value)
         except InvalidMessage:
@@ -147,21 +155,27 @@ async def route_hospital_records(stream: Any) -> None:
         table = batch.header.table
         if table == "transfers":
             for change in state.occupancy_changes_for_day(batch.header.day, WARDS, batch.rows()):
-                await topics.occupancy_changes.send(key=str(change.ward_id), value=change)
+                await topics.occupancy_changes.send(key=str(change.ward_id).encode(), value=change.dumps())
         elif table in ("staff", "staff_assignments", "staff_assignment_ends", "staff_retirements"):
             for staff_change in state.staff_changes_for_chunk(table, batch.rows()):
-                await topics.staff_changes.send(key=str(staff_change.staff_id), value=staff_change)
+                await topics.staff_changes.send(
+                    key=str(staff_change.staff_id).encode(), value=staff_change.dumps()
+                )
 
 
 @app.agent(topics.occupancy_changes)
 async def track_ward_occupancy(changes: Any) -> None:
     """Keep ``occupancy_by_ward``; publish each ward's census when its day closes."""
-    async for change in changes:
+    async for event in changes.events():
+        try:
+            change = parse_occupancy_change(event.value, CONTEXT.ward_ids)
+        except InvalidMessage as exc:
+            await _dead_letter(event, exc)
+            continue
         key = str(change.ward_id)
         ward = occupancy_by_ward.get(key)
         if ward is None:
-            beds = WARDS[change.ward_id].beds if change.ward_id in WARDS else 0
-            ward = state.new_ward(change.ward_id, beds)
+            ward = state.new_ward(change.ward_id, WARDS[change.ward_id].beds)
         updated, closed_day = state.apply_occupancy_change(ward, change)
         if updated is not ward:
             occupancy_by_ward[key] = updated
@@ -173,9 +187,24 @@ async def track_ward_occupancy(changes: Any) -> None:
 @app.agent(topics.staff_changes)
 async def track_staff_assignments(changes: Any) -> None:
     """Keep ``assignment_by_staff``: who works where, from hires, assignments and retirements."""
-    async for change in changes:
+    async for event in changes.events():
+        try:
+            change = parse_staff_change(event.value)
+        except InvalidMessage as exc:
+            await _dead_letter(event, exc)
+            continue
         key = str(change.staff_id)
         current = assignment_by_staff.get(key)
         updated = state.apply_staff_change(current, change)
         if updated != current:
             assignment_by_staff[key] = updated
+
+
+async def _dead_letter(event: Any, error: InvalidMessage) -> None:
+    """Hand a message this agent cannot use to the sink, which stores it in ``dead_letters``."""
+    message = event.message
+    logger.warning("dead letter from %s[%d]@%d: %s", message.topic, message.partition, message.offset, error)
+    value = encode_dead_letter(
+        message.topic, message.partition, message.offset, message.key, str(error), message.value
+    )
+    await topics.dead_letters.send(key=message.key or b"", value=value)

@@ -445,6 +445,90 @@ class WardCensus(faust.Record, serializer="json"):
     occupied: int
 
 
+OCCUPANCY_SOURCES = ("batch", "stream", "snapshot")
+STAFF_CHANGES = ("hire", "start", "end", "retire", "snapshot")
+
+
+def parse_occupancy_change(raw: bytes | None, ward_ids: frozenset[int]) -> OccupancyChange:
+    """Validate one occupancy change (raw JSON bytes) for a ward of this hospital."""
+    obj = _json_object(raw)
+    ward_id = _require_id(obj, "ward_id")
+    if ward_id not in ward_ids:
+        raise InvalidMessage(f"unknown ward {ward_id}")
+    source = _require(obj, "source", str)
+    if source not in OCCUPANCY_SOURCES:
+        raise InvalidMessage(f"unknown source {source[:40]!r}")
+    moves = _require(obj, "moves", list)
+    for move in moves:
+        if (
+            not isinstance(move, list)
+            or len(move) != 3
+            or not all(type(v) is int for v in move)
+            or move[0] <= 0
+            or move[1] <= 0
+            or move[2] not in (1, -1)
+        ):
+            raise InvalidMessage("moves must be [admission_id, patient_id, +1 or -1]")
+    if source == "stream" and len(moves) != 1:
+        raise InvalidMessage("a stream change holds exactly one move")
+    transfer_id = obj.get("transfer_id", 0)
+    if type(transfer_id) is not int or transfer_id < 0:
+        raise InvalidMessage("field 'transfer_id' must be a non-negative int")
+    return OccupancyChange(
+        ward_id=ward_id, day=_require_count(obj, "day"), source=source, moves=moves, transfer_id=transfer_id
+    )
+
+
+def parse_staff_change(raw: bytes | None) -> StaffChange:
+    """Validate one staff change (raw JSON bytes)."""
+    obj = _json_object(raw)
+    change = _require(obj, "change", str)
+    if change not in STAFF_CHANGES:
+        raise InvalidMessage(f"unknown staff change {change[:40]!r}")
+    texts = {}
+    for name in ("shift", "on", "role", "specialty"):
+        value = obj.get(name, "")
+        if not isinstance(value, str) or len(value) > 100:
+            raise InvalidMessage(f"field {name!r} must be a short string")
+        texts[name] = value
+    if texts["on"]:
+        try:
+            dt.date.fromisoformat(texts["on"])
+        except ValueError as exc:
+            raise InvalidMessage(f"field 'on' is not a date: {texts['on'][:40]!r}") from exc
+    ward_id = obj.get("ward_id", 0)
+    if type(ward_id) is not int or not 0 <= ward_id < 2**31:
+        raise InvalidMessage("field 'ward_id' must be a ward id")
+    assignment_id = obj.get("assignment_id", 0)
+    if type(assignment_id) is not int or not 0 <= assignment_id < 2**63:
+        raise InvalidMessage("field 'assignment_id' must be an id")
+    return StaffChange(
+        staff_id=_require_id(obj, "staff_id"),
+        assignment_id=assignment_id,
+        change=change,
+        ward_id=ward_id,
+        **texts,
+    )
+
+
+def encode_dead_letter(
+    topic: str, partition: int, offset: int, key: bytes | None, reason: str, raw: bytes | None
+) -> bytes:
+    """A message for the dead-letter topic: what an agent without a database could not use."""
+    return json.dumps(
+        {
+            "v": SCHEMA_VERSION,
+            "topic": topic,
+            "partition": partition,
+            "offset": offset,
+            "reason": reason[:1000],
+            "key": (key or b"").hex(),
+            "payload": (raw or b"")[:65536].hex(),
+            "payload_bytes": len(raw or b""),
+        }
+    ).encode()
+
+
 def parse_ward_census(raw: bytes | None) -> WardCensus:
     obj = _json_object(raw)
     ward_id = _require_id(obj, "ward_id")

@@ -181,8 +181,10 @@ class PostgresSink(Service):
                         batch = parse_batch_message(message.value)
                         _check_run(batch.header.run_id, run_id)
                         batches.append((message, batch))
-                    else:
+                    elif kind == "census":
                         census.append(parse_ward_census(message.value))
+                    else:
+                        dead.append(parse_dead_letter(message.value))
                 except InvalidMessage as exc:
                     dead.append(DeadLetter(message, str(exc)))
             if streamed:
@@ -404,6 +406,22 @@ async def _copy(
     )
     async with conn.cursor() as cur, cur.copy(query) as copy:
         await copy.write(payload)
+
+
+def parse_dead_letter(raw: bytes | None) -> DeadLetter:
+    """A dead letter an agent sent through the dead-letter topic (see models.encode_dead_letter)."""
+    try:
+        obj = json.loads(raw or b"null")
+        source = Incoming(
+            str(obj["topic"]),
+            int(obj["partition"]),
+            int(obj["offset"]),
+            bytes.fromhex(obj["payload"]),
+            bytes.fromhex(obj["key"]) or None,
+        )
+        return DeadLetter(source, str(obj["reason"]))
+    except (TypeError, KeyError, ValueError) as exc:
+        raise InvalidMessage(f"malformed dead letter: {exc!r}") from exc
 
 
 def _check_run(message_run: str, stored_run: str | None) -> None:

@@ -4,7 +4,6 @@ HOSPITAL_TOPIC_PREFIX says otherwise); every send carries a key."""
 from __future__ import annotations
 
 from hospital_stream.app import app, settings
-from hospital_stream.models import OccupancyChange, StaffChange
 
 _prefix = settings.topic_prefix
 STREAMED_TRANSFERS = f"{_prefix}.transfers.streamed"
@@ -12,9 +11,15 @@ DAY_BATCHES = f"{_prefix}.records.batch"
 WARD_CENSUS = f"{_prefix}.census.daily"
 OCCUPANCY_CHANGES = f"{_prefix}.occupancy.changes"
 STAFF_CHANGES = f"{_prefix}.staff.changes"
+DEAD_LETTERS = f"{_prefix}.deadletter"
 
 #: what the sink does with each topic it consumes
-SINK_TOPICS = {STREAMED_TRANSFERS: "streamed", DAY_BATCHES: "batch", WARD_CENSUS: "census"}
+SINK_TOPICS = {
+    STREAMED_TRANSFERS: "streamed",
+    DAY_BATCHES: "batch",
+    WARD_CENSUS: "census",
+    DEAD_LETTERS: "deadletter",
+}
 
 _partitions = settings.topic_partitions
 # internal=True: Faust creates these topics with our partition count before it subscribes
@@ -33,8 +38,11 @@ hospital_records = app.topic(
     STREAMED_TRANSFERS, DAY_BATCHES, value_serializer="raw", partitions=_partitions, internal=True
 )
 # Re-keyed internal topics: one ward's (or one staff member's) changes stay in one partition,
-# the partition that also holds that key's table entry.
+# the partition that also holds that key's table entry. Raw too: anything can be written to
+# a topic, and Faust would drop a value it cannot decode before the agent saw it.
 occupancy_changes = app.topic(
-    OCCUPANCY_CHANGES, value_type=OccupancyChange, partitions=_partitions, internal=True
+    OCCUPANCY_CHANGES, value_serializer="raw", partitions=_partitions, internal=True
 )
-staff_changes = app.topic(STAFF_CHANGES, value_type=StaffChange, partitions=_partitions, internal=True)
+staff_changes = app.topic(STAFF_CHANGES, value_serializer="raw", partitions=_partitions, internal=True)
+#: what agents without a database could not use; the sink stores it in ``dead_letters``
+dead_letters = app.topic(DEAD_LETTERS, value_serializer="raw", partitions=_partitions, internal=True)
