@@ -91,10 +91,6 @@ class Generator:
         self.stored_through = -1
         self._last_outage_log = -math.inf
 
-    @property
-    def finished(self) -> bool:
-        return self.state is not None and self.first_day + self.days_sent >= self.end_day
-
     async def resume(self) -> None:
         """Load the run and the checkpoint after the last complete day from PostgreSQL."""
         url = self.settings.database_url

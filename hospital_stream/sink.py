@@ -113,8 +113,6 @@ class PostgresSink(Service):
             name="hospital-stream",
         )
         self.ready = asyncio.Event()
-        self.last_flush: float | None = None
-        self.totals = StoreResult()
 
     async def on_start(self) -> None:
         await asyncio.to_thread(db.migrate, self.settings.database_url)
@@ -157,9 +155,6 @@ class PostgresSink(Service):
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 15.0)
-        self.last_flush = time.time()
-        for field in dataclasses.fields(result):
-            setattr(self.totals, field.name, getattr(self.totals, field.name) + getattr(result, field.name))
         return result
 
     async def _store_once(self, messages: Sequence[Incoming]) -> StoreResult:
