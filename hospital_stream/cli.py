@@ -397,33 +397,37 @@ def status() -> None:
 
 
 def _consumer_lag(settings: Settings) -> str:
-    """Messages not yet committed by the worker's consumer group, per topic."""
-    from aiokafka import AIOKafkaConsumer
-    from aiokafka.admin import AIOKafkaAdminClient
+    """Messages the worker's consumer group has not committed yet, per topic."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.errors import KafkaError
 
     async def lag() -> str:
-        bootstrap = "{}:{}".format(*settings.kafka_address)
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=5000)
-        await admin.start()
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers="{}:{}".format(*settings.kafka_address),
+            group_id=settings.app_id,
+            enable_auto_commit=False,
+            request_timeout_ms=5000,
+        )
         await consumer.start()
         try:
-            committed = await admin.list_consumer_group_offsets(settings.app_id)
-            ends = await consumer.end_offsets(list(committed)) if committed else {}
+            topics = sorted(t for t in await consumer.topics() if t.startswith(settings.topic_prefix + "."))
+            parts = [
+                TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())
+            ]
+            ends = await consumer.end_offsets(parts) if parts else {}
+            behind: dict[str, int] = {}
+            for tp in parts:
+                committed = await consumer.committed(tp) or 0
+                behind[tp.topic] = behind.get(tp.topic, 0) + max(0, ends[tp] - committed)
         finally:
             await consumer.stop()
-            await admin.close()
-        per_topic: dict[str, int] = {}
-        for tp, meta in committed.items():
-            if tp.topic.startswith(settings.topic_prefix + "."):
-                per_topic[tp.topic] = per_topic.get(tp.topic, 0) + max(0, ends[tp] - meta.offset)
-        return ", ".join(f"{t} {n:,}" for t, n in sorted(per_topic.items())) or "no committed offsets"
+        return ", ".join(f"{t} {n:,}" for t, n in behind.items()) or "no topics yet"
 
     try:
         socket.create_connection(settings.kafka_address, timeout=2).close()
     except OSError:
         return f"unknown: no broker answers at {settings.kafka_url}"
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the reason is reported below
     try:
         return asyncio.run(asyncio.wait_for(lag(), 10))
     except (KafkaError, OSError, TimeoutError) as exc:

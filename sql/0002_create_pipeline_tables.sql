@@ -31,15 +31,12 @@ CREATE TABLE sim_days (
 CREATE TABLE dead_letters (
     dead_letter_id bigserial PRIMARY KEY,
     topic          text NOT NULL,
-    partition      integer NOT NULL,  -- -1: found unconfirmed when its day closed (offset = transfer id)
+    partition      integer NOT NULL,
     "offset"       bigint NOT NULL,
-    message_key    bytea,
     row_number     integer NOT NULL DEFAULT 0,  -- 0: the whole message; n: its n-th row
-    table_name     text,              -- for a row: the batch table it belongs to
     reason         text NOT NULL,
     payload        bytea NOT NULL,   -- capped; payload_bytes is the original size
     payload_bytes  integer NOT NULL,
     received_at    timestamptz NOT NULL DEFAULT now(),
-    replayed_at    timestamptz,       -- set by `hospital-stream dlq replay`
     UNIQUE (topic, partition, "offset", row_number)
 );
