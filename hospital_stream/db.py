@@ -78,6 +78,8 @@ def migrate(url: str, directory: Path = SQL_DIR) -> list[str]:
     """Apply pending migrations in order, each in its own transaction; return their names."""
     applied_now = []
     with connect(url, autocommit=True) as conn:
+        if not pending_migrations(conn, directory):
+            return []  # nothing to do: also fine for a role that may not change the schema
         conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATIONS_LOCK,))
         try:
             conn.execute(

@@ -335,3 +335,41 @@ def _produce(stack: Settings, topic: str, values: list[bytes]) -> None:
             await producer.stop()
 
     asyncio.run(send())
+
+
+def test_least_privilege_roles(reference_run, embedded_stack, tmp_path):
+    """The worker runs as a role that may only read and write rows; views, exports and
+    validate run as a role that may only read."""
+    env = hospital_env(embedded_stack)
+    owner_url = env["HOSPITAL_DATABASE_URL"]
+    assert cli(env, "db", "migrate").returncode == 0  # as the database owner
+    name = owner_url.rsplit("/", 1)[1]
+    with psycopg.connect(owner_url, autocommit=True) as conn:
+        conn.execute(f'CREATE ROLE "{name}_worker" LOGIN IN ROLE hospital_writer')
+        conn.execute(f'CREATE ROLE "{name}_viewer" LOGIN IN ROLE hospital_reader')
+    writer_url = owner_url.replace("//hospital@", f"//{name}_worker@")
+    reader_url = owner_url.replace("//hospital@", f"//{name}_viewer@")
+
+    run = cli({**env, "HOSPITAL_DATABASE_URL": writer_url}, "run", "--days", "3", "--speed", "max")
+    assert run.returncode == 0, run.stdout + run.stderr
+    for command in (["validate"], ["status"], ["export", "--out", str(tmp_path), "--tables", "wards"]):
+        result = cli({**env, "HOSPITAL_DATABASE_URL": reader_url}, *command)
+        assert result.returncode == 0, (command, result.stdout + result.stderr)
+
+    for statement in (
+        "DROP TABLE patients",
+        "ALTER TABLE patients ADD COLUMN note text",
+        "TRUNCATE dead_letters",
+        "CREATE TABLE intruder (x int)",
+    ):
+        with psycopg.connect(writer_url) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(statement)
+    with psycopg.connect(reader_url) as conn:
+        assert conn.execute("SELECT count(*) FROM admissions").fetchone()[0] > 0
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("UPDATE wards SET beds = beds + 1")
+    with psycopg.connect(reader_url) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute(
+            'INSERT INTO dead_letters (topic, partition, "offset", reason, payload, payload_bytes)'
+            " VALUES ('x', 0, 0, 'x', '', 0)"
+        )
