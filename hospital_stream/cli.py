@@ -223,7 +223,7 @@ def run(days: int | None, speed: float | str | None, seed: int | None, reset: bo
         with db.connect(settings.database_url, autocommit=True) as conn:
             if reset:
                 db.reset(conn)
-            _check_run_settings(conn, settings)
+            db.check_run_config(conn, _hospital_config(settings))
             first_day = db.last_complete_day(conn) + 1
         end_day = settings.schedule_days if days is None else min(settings.schedule_days, first_day + days)
         if first_day >= end_day:
@@ -267,18 +267,10 @@ def _delete_topics(settings: Settings) -> None:
     click.echo(f"deleted topics: {', '.join(deleted) or 'none'}")
 
 
-def _check_run_settings(conn: Any, settings: Settings) -> None:
-    from hospital_stream.sim import HospitalConfig
+def _hospital_config(settings: Settings) -> dict[str, Any]:
+    from hospital_stream.sim import HospitalConfig  # imported here: it loads Faust and NumPy
 
-    row = conn.execute("SELECT config FROM simulation").fetchone()
-    wanted = HospitalConfig.from_settings(settings).to_json()
-    if row and row[0] != wanted:
-        changed = ", ".join(
-            f"{k}: stored {row[0].get(k)!r}, asked {v!r}" for k, v in wanted.items() if row[0].get(k) != v
-        )
-        raise ConfigError(
-            f"the database holds a run with other settings ({changed}); add --reset to start over"
-        )
+    return HospitalConfig.from_settings(settings).to_json()
 
 
 def _run_worker(settings: Settings, first_day: int, end_day: int, loglevel: str) -> bool:

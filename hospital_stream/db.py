@@ -132,28 +132,31 @@ def reset(conn: psycopg.Connection[Any]) -> None:
 # --- the run and its progress ----------------------------------------------------------------
 
 
-def ensure_run(conn: psycopg.Connection[Any], run_id: str, config: dict[str, Any]) -> str:
-    """The database's run id: the stored one if its configuration matches, else a new run.
+def check_run_config(conn: psycopg.Connection[Any], config: dict[str, Any]) -> None:
+    """Refuse to mix runs: a database holding a run made with another seed or hospital."""
+    row = conn.execute("SELECT config FROM simulation").fetchone()
+    if row is None or row[0] == config:
+        return
+    stored = row[0]
+    changed = ", ".join(
+        f"{k}: stored {stored.get(k)!r}, asked {v!r}" for k, v in config.items() if stored.get(k) != v
+    )
+    raise ConfigError(
+        f"the database holds a run with other settings ({changed}); "
+        "start over with `hospital-stream run --reset` or use those settings"
+    )
 
-    A database holding a run made with another seed or hospital refuses to mix the two.
-    """
-    row = conn.execute("SELECT run_id, config FROM simulation").fetchone()
-    if row is None:
-        conn.execute(
-            "INSERT INTO simulation (run_id, config) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-            (run_id, json.dumps(config)),
-        )
-        row = conn.execute("SELECT run_id, config FROM simulation").fetchone()
-        assert row is not None
-    stored_id, stored_config = row
-    if stored_config != config:
-        changed = sorted(k for k in config if stored_config.get(k) != config[k])
-        raise ConfigError(
-            "the database holds a run with other settings ("
-            + ", ".join(f"{k}={stored_config.get(k)!r}" for k in changed)
-            + "); start over with `hospital-stream run --reset` or use those settings"
-        )
-    return str(stored_id)
+
+def ensure_run(conn: psycopg.Connection[Any], run_id: str, config: dict[str, Any]) -> str:
+    """The database's run id: the stored one if its configuration matches, else a new run."""
+    check_run_config(conn, config)
+    conn.execute(
+        "INSERT INTO simulation (run_id, config) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+        (run_id, json.dumps(config)),
+    )
+    row = conn.execute("SELECT run_id FROM simulation").fetchone()
+    assert row is not None
+    return str(row[0])
 
 
 LAST_COMPLETE_DAY = """
