@@ -9,19 +9,29 @@ Dataflow::
                           └──> hospital.staff.changes ─────> track_staff_assignments ─> assignment_by_staff
     track_ward_occupancy ──> hospital.census.daily ─┐
     store_records <── streamed + batch + census ────┴──> PostgreSQL (one transaction per buffer)
+
+    mark_broker_epoch / watch_for_broker_loss: a worker whose broker lost its messages exits
+    (BrokerLost.exit_code) so that it starts again from PostgreSQL's last complete day.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
+import socket
+import sys
+import time
 from typing import Any
 
 import faust
+from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
+from faust.types import TP
 
 from hospital_stream import state, topics
 from hospital_stream.app import app, settings
-from hospital_stream.errors import DatabaseError, InvalidMessage
+from hospital_stream.errors import BrokerLost, DatabaseError, InvalidMessage
 from hospital_stream.generator import Generator
 from hospital_stream.models import (
     WardCensus,
@@ -53,9 +63,15 @@ _GENERATOR_TOPICS = {
 }
 
 
-async def _send(kind: str, key: str, value: Any) -> None:
+async def _send(kind: str, key: str, value: Any) -> Any:
+    """Send for the generator; returns the awaitable of the broker's acknowledgement.
+
+    Straight to the producer: ``Topic.send`` would also leave a failed send's exception on a
+    future nobody awaits (logged as a traceback), while the generator awaits this one.
+    """
     payload = value.dumps() if isinstance(value, faust.Record) else value
-    await _GENERATOR_TOPICS[kind].send(key=key.encode(), value=payload)
+    topic = _GENERATOR_TOPICS[kind].get_topic_name()
+    return await app.producer.send(topic, key.encode(), payload, None, None, None)
 
 
 generator = Generator(settings, _send)
@@ -92,12 +108,12 @@ async def store_records(stream: Any) -> None:
         ]
         try:
             result = await sink.store(messages)
-        except DatabaseError as exc:
-            logger.critical("stopping the worker: %s", exc)
-            await app.crash(exc)
-            raise
+        except DatabaseError as exc:  # nothing of the buffer is acknowledged: it is read again
+            exit_now(1, f"stopping the worker: {exc}")
         for event in events:
             await manual.ack(event)
+            tp = TP(event.message.topic, event.message.partition)
+            _offsets_seen[tp] = max(_offsets_seen.get(tp, -1), event.message.offset)
         logger.debug("stored %d messages: %s", len(messages), result)
 
 
@@ -208,3 +224,65 @@ async def _dead_letter(event: Any, error: InvalidMessage) -> None:
         message.topic, message.partition, message.offset, message.key, str(error), message.value
     )
     await topics.dead_letters.send(key=message.key or b"", value=value)
+
+
+# --- a broker that lost its messages ------------------------------------------------------------
+
+BROKER_WATCH_SECONDS = 5.0
+#: the highest offset stored per partition the sink consumed, plus this worker's epoch marker
+_offsets_seen: dict[TP, int] = {}
+EPOCH_MARKER = TP(topics.BROKER_EPOCH, 0)
+
+
+@app.task
+async def mark_broker_epoch() -> None:
+    """Leave this worker's marker in the epoch topic and remember its offset."""
+    marker = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
+    sent = await topics.broker_epoch.send(key=b"epoch", value=json.dumps(marker).encode())
+    _offsets_seen[EPOCH_MARKER] = (await sent).offset
+
+
+@app.timer(interval=BROKER_WATCH_SECONDS)
+async def watch_for_broker_loss() -> None:
+    """Exit at once when the broker no longer holds a message this worker saw.
+
+    An embedded broker that restarted keeps nothing (topics, offsets, changelogs), and a
+    deleted topic takes its messages along: this worker's consumer positions and tables then
+    describe a log that no longer exists. Starting again is the one clean way on: the
+    generator resumes from PostgreSQL's last complete day and resets the tables from there.
+    """
+    if EPOCH_MARKER not in _offsets_seen:
+        return
+    seen = dict(_offsets_seen)
+    try:
+        ends = await asyncio.wait_for(app.consumer.highwaters(*seen), BROKER_WATCH_SECONDS * 2)
+    except UnknownTopicOrPartitionError:
+        ends = {}
+    except (TimeoutError, KafkaError) as exc:  # unreachable right now: look again later
+        logger.debug("broker watch: no answer (%r)", exc)
+        return
+    lost = sorted(
+        f"{tp.topic}[{tp.partition}] ends at {ends.get(tp, 0)}, we saw offset {offset}"
+        for tp, offset in seen.items()
+        if ends.get(tp, 0) <= offset
+    )
+    if not lost:
+        return
+    exit_now(
+        BrokerLost.exit_code,
+        "the broker lost its messages (restarted empty, or topics deleted): "
+        + "; ".join(lost[:3])
+        + f"; exiting with status {BrokerLost.exit_code} to start again from PostgreSQL's last complete day",
+    )
+
+
+def exit_now(code: int, reason: str) -> None:
+    """Log ``reason`` and end the process at once, without a shutdown: nothing unacknowledged
+    is committed (it is read again), and a worker whose broker or database is gone could hang
+    in an orderly shutdown."""
+    logger.critical("%s", reason)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import datetime as dt
 import functools
 import logging
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -26,7 +28,7 @@ import click
 from psycopg import sql
 
 from hospital_stream import db, stack
-from hospital_stream.errors import ConfigError, DatabaseError, HospitalStreamError
+from hospital_stream.errors import BrokerLost, ConfigError, DatabaseError, HospitalStreamError
 from hospital_stream.settings import Settings, documented_settings, parse_speed
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -273,55 +275,128 @@ def _hospital_config(settings: Settings) -> dict[str, Any]:
     return HospitalConfig.from_settings(settings).to_json()
 
 
+#: a worker that outlives its stop request this long is killed (see the embedded broker's defects)
+WORKER_STOP_SECONDS = 60.0
+#: in a row: a broker that keeps losing its messages is not worth restarting for ever
+MAX_BROKER_RESTARTS = 5
+
+
 def _run_worker(settings: Settings, first_day: int, end_day: int, loglevel: str) -> bool:
-    """Run the Faust worker in-process until ``end_day`` is stored or it is stopped."""
-    os.environ.update(settings.to_env())
-    from faust.worker import Worker
-
-    from hospital_stream.app import app
-
-    progress = _Progress(settings, first_day, end_day)
-    worker = Worker(app, progress.service, loglevel=loglevel, quiet=True, redirect_stdouts=False)
-    worker.spinner = None  # our own progress lines instead
-    # Normal at high speed, so kept out of the progress lines: Faust warns whenever its producer
-    # buffer holds over 100 messages (backpressure), and mode whenever a timer's catch-up work
-    # outlasts its interval (the next tick simply continues).
-    for name in ("faust.transport.producer", "mode.timers"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    """Supervise the worker (``hospital-stream worker``, a child process) until ``end_day`` is
+    stored or we are stopped; start it again when it exits because the broker lost its messages."""
     if first_day == 0:
         click.echo(f"day 0 loads the catchment population ({settings.population:,} people) first")
     click.echo(
         f"simulating days {first_day}..{end_day - 1} at speed {settings.speed or 'max'}; "
         f"web view {settings.web_url}occupancy/ and {settings.web_url}staff/; Ctrl-C stops"
     )
+    progress = _Progress(settings, first_day, end_day)
+    argv = [sys.executable, "-m", "hospital_stream.cli", "worker", "--loglevel", loglevel]
+    env = {**os.environ, **settings.to_env()}
+    restarts = 0
+    with _termination_requests() as stop_requested:
+        while True:
+            child = subprocess.Popen(argv, env=env, preexec_fn=_die_with_parent)
+            code = _supervise(child, progress, stop_requested)
+            if code != BrokerLost.exit_code or stop_requested() or restarts >= MAX_BROKER_RESTARTS:
+                break
+            restarts += 1
+            click.echo(
+                "the broker lost its messages: starting the worker again from PostgreSQL's last complete day"
+            )
+    reached = progress.summary()
+    if code != 0 and not reached and not stop_requested():
+        raise HospitalStreamError(f"the worker stopped after an error (exit status {code}; its log is above)")
+    return reached
+
+
+def _supervise(
+    child: subprocess.Popen[bytes], progress: _Progress, stop_requested: Callable[[], bool]
+) -> int:
+    """Report progress until the child exits; ask it to stop when the last day is stored or
+    when we are asked to stop, and kill it if it does not within WORKER_STOP_SECONDS."""
+    stop_sent_at: float | None = None
+    while True:
+        try:
+            return child.wait(timeout=2.0)
+        except subprocess.TimeoutExpired:
+            pass
+        if stop_sent_at is None:
+            progress.report()
+            if progress.reached or stop_requested():
+                child.send_signal(signal.SIGTERM)  # the worker's own clean shutdown
+                stop_sent_at = time.monotonic()
+        elif time.monotonic() - stop_sent_at > WORKER_STOP_SECONDS:
+            click.echo(f"the worker did not stop within {WORKER_STOP_SECONDS:.0f} s: killing it", err=True)
+            child.kill()
+
+
+@contextlib.contextmanager
+def _termination_requests() -> Iterator[Callable[[], bool]]:
+    """Turn Ctrl-C and SIGTERM into a flag the supervisor polls (the worker gets a SIGTERM)."""
+    requested: list[int] = []
+
+    def note(signum: int, frame: Any) -> None:
+        requested.append(signum)
+
+    previous = {signum: signal.signal(signum, note) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
-        worker.execute_from_commandline()
+        yield lambda: bool(requested)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _die_with_parent() -> None:
+    """In the worker, before it starts: be killed when ``run`` dies, however it dies (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+PR_SET_PDEATHSIG = 1
+
+
+@main.command("worker")
+@click.option(
+    "--loglevel",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+@friendly_errors
+def worker(loglevel: str) -> None:
+    """Run the Faust worker in the foreground, like ``faust -A hospital_stream.app worker``
+    but with quieter logs (``run`` starts it this way). Settings come from HOSPITAL_*."""
+    from faust.worker import Worker
+
+    from hospital_stream.app import app
+
+    faust_worker = Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    faust_worker.spinner = None
+    # Normal at high speed, so kept out of the logs: Faust warns whenever its producer buffer
+    # holds over 100 messages (backpressure), and mode whenever a timer's catch-up work
+    # outlasts its interval (the next tick simply continues).
+    for name in ("faust.transport.producer", "mode.timers"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        faust_worker.execute_from_commandline()
     except SystemExit as exc:
         if exc.code not in (0, None):
-            progress.summary()
-            reason = worker.crash_reason or f"exit status {exc.code}"
+            reason = faust_worker.crash_reason or f"exit status {exc.code}"
             raise HospitalStreamError(f"the worker stopped after an error: {reason}") from None
-    return progress.summary()
 
 
 class _Progress:
-    """Prints progress from PostgreSQL and stops the worker when the last day is stored."""
+    """Progress from PostgreSQL: complete days, rate, and whether the last day is stored."""
 
     def __init__(self, settings: Settings, first_day: int, end_day: int) -> None:
-        from mode import Service
-
-        outer = self
-
-        class Monitor(Service):
-            @Service.timer(2.0)
-            async def _report(self) -> None:
-                await asyncio.to_thread(outer.report)
-
-        self.service = Monitor()
         self.settings, self.first_day, self.end_day = settings, first_day, end_day
         self.started = time.monotonic()
         self.last_day = first_day - 1
-        self.stop_sent = False
+
+    @property
+    def reached(self) -> bool:
+        return self.last_day >= self.end_day - 1
 
     def report(self) -> None:
         try:
@@ -336,22 +411,23 @@ class _Progress:
         date = self.settings.start_date + dt.timedelta(days=self.last_day)
         through = f", through day {self.last_day} ({date})" if self.last_day >= 0 else ""
         click.echo(f"{done}/{total} days stored{through}, {rate:.2f} days/s")
-        if self.last_day >= self.end_day - 1 and not self.stop_sent:
-            self.stop_sent = True
-            os.kill(os.getpid(), signal.SIGTERM)  # the worker's own clean shutdown
 
     def summary(self) -> bool:
+        """Print what is stored now; True when the last day is."""
         self.report()
         elapsed = time.monotonic() - self.started
-        with db.connect(self.settings.database_url) as conn:
-            counts = db.table_row_counts(conn)
-        reached = self.last_day >= self.end_day - 1
-        verb = "stored" if reached else "stopped after"
+        verb = "stored" if self.reached else "stopped after"
+        try:
+            with db.connect(self.settings.database_url) as conn:
+                counts = db.table_row_counts(conn)
+        except HospitalStreamError as exc:
+            click.echo(f"{verb} day {self.last_day} in {elapsed:.1f} s; rows unavailable: {exc}")
+            return self.reached
         click.echo(
             f"{verb} day {self.last_day} in {elapsed:.1f} s; rows: "
             + ", ".join(f"{k} {v:,}" for k, v in counts.items())
         )
-        return reached
+        return self.reached
 
 
 # --- inspection -----------------------------------------------------------------------------

@@ -19,3 +19,13 @@ class DatabaseError(HospitalStreamError):
 
 class InvalidMessage(HospitalStreamError):
     """A consumed message cannot be parsed or validated; it belongs in the dead-letter table."""
+
+
+class BrokerLost(HospitalStreamError):
+    """The broker no longer holds what this worker sent it (restarted empty, topics deleted).
+
+    The worker exits with :attr:`exit_code` at once; started again, it resumes from the last
+    day PostgreSQL holds completely (``hospital-stream run`` does that by itself).
+    """
+
+    exit_code = 75  # EX_TEMPFAIL: try again

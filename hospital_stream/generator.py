@@ -75,8 +75,10 @@ class Generator:
         self.settings = settings
         self.config = sim.HospitalConfig.from_settings(settings)
         self.schedule = Schedule(settings.speed)
-        #: ``await send(kind, key, value)``, kind: "streamed", "batch", "occupancy" or "staff"
+        #: ``await send(kind, key, value)`` -> an awaitable that resolves once the broker has the
+        #: message; kind: "streamed", "batch", "occupancy" or "staff"
         self.send = send
+        self.unconfirmed: list[Any] = []
         until = settings.run_until_day
         self.end_day = settings.schedule_days if until is None else min(settings.schedule_days, until)
         self.lock = asyncio.Lock()
@@ -96,18 +98,23 @@ class Generator:
         url = self.settings.database_url
         run_id, last_day, checkpoint = await asyncio.to_thread(self._read_resume_point, url)
         self.run_id = run_id
-        self.hospital = await asyncio.to_thread(sim.Hospital, self.config)
+        if self.hospital is None:
+            self.hospital = await asyncio.to_thread(sim.Hospital, self.config)
         resumed = sim.decode_checkpoint(checkpoint) if checkpoint else sim.HospitalState()
         if last_day >= 0:
             wards = [ward.ward_id for ward in self.config.wards]
             occupancy, staff = state.snapshot_changes(resumed, last_day, wards)
             for ward_change in occupancy:
-                await self.send("occupancy", str(ward_change.ward_id), ward_change)
+                await self._emit("occupancy", str(ward_change.ward_id), ward_change)
             for staff_change in staff:
-                await self.send("staff", str(staff_change.staff_id), staff_change)
+                await self._emit("staff", str(staff_change.staff_id), staff_change)
+            if not await self._confirm():
+                return
         self.state = resumed  # only now: a failed snapshot is sent again on the next tick
         self.first_day = last_day + 1
         self.stored_through = last_day
+        self.current = None
+        self.slots_sent = self.days_sent = 0
         self.anchor = time.monotonic()
         logger.info(
             "generator resumes at simulated day %d (%s), run %s, speed %s",
@@ -136,6 +143,7 @@ class Generator:
                 self.slots_sent < due and budget() and await self._start_day(self.slots_sent // SLOTS_PER_DAY)
             ):
                 await self._send_slot()
+            await self._confirm()
 
     async def batch_step(self) -> None:
         """Send the batch of every day whose window has ended."""
@@ -148,6 +156,7 @@ class Generator:
                 while self.slots_sent < (self.days_sent + 1) * SLOTS_PER_DAY:
                     await self._send_slot()  # a day's live transfers always precede its batch
                 await self._send_batch()
+            await self._confirm()
 
     async def _resumed(self) -> bool:
         """Resume on first use; False (try again next tick) while PostgreSQL is unreachable."""
@@ -157,7 +166,28 @@ class Generator:
             except DatabaseError as exc:
                 self._database_unavailable(exc)
                 return False
-        return True
+        return self.state is not None
+
+    async def _emit(self, kind: str, key: str, value: Any) -> None:
+        self.unconfirmed.append(await self.send(kind, key, value))
+
+    async def _confirm(self) -> bool:
+        """Wait until the broker has everything sent so far. When a send failed, start again
+        from PostgreSQL's last complete day on the next tick: what was sent after it comes
+        again, and the sink and the tables take repeats as no-ops."""
+        pending, self.unconfirmed = self.unconfirmed, []
+        results = await asyncio.gather(*pending, return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if not failed:
+            return True
+        logger.warning(
+            "%d of %d messages did not reach the broker (%r); resuming from PostgreSQL's last complete day",
+            len(failed),
+            len(results),
+            failed[0],
+        )
+        self.state = None
+        return False
 
     def _database_unavailable(self, exc: DatabaseError) -> None:
         now = time.monotonic()
@@ -207,7 +237,7 @@ class Generator:
         assert self.current is not None
         for row in self.current.streamed[self.slots_sent % SLOTS_PER_DAY]:
             transfer = streamed_transfer_from_row(self.run_id, row)
-            await self.send("streamed", str(transfer.admission_id), transfer.dumps())
+            await self._emit("streamed", str(transfer.admission_id), transfer.dumps())
         self.slots_sent += 1
 
     async def _send_batch(self) -> None:
@@ -215,7 +245,7 @@ class Generator:
         assert records is not None
         messages = await asyncio.to_thread(encode_day, self.run_id, records)
         for message in messages:
-            await self.send("batch", BATCH_KEY, message)
+            await self._emit("batch", BATCH_KEY, message)
         self.state = records.state
         self.days_sent += 1
         logger.info(

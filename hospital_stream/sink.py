@@ -109,7 +109,10 @@ class PostgresSink(Service):
             open=False,
             min_size=1,
             max_size=4,
-            kwargs={"connect_timeout": 10},
+            kwargs={"connect_timeout": 5},
+            # a connection is waited for at most this long per attempt, so the outage limit
+            # (HOSPITAL_DB_OUTAGE_SECONDS) is kept to within a few seconds
+            timeout=5.0,
             name="hospital-stream",
         )
         self.ready = asyncio.Event()

@@ -28,28 +28,29 @@ def new_ward(ward_id: int, beds: int) -> WardValue:
 def apply_occupancy_change(ward: WardValue, change: OccupancyChange) -> tuple[WardValue, bool]:
     """The ward after ``change``, and whether its census for ``change.day`` should be published.
 
-    A ``batch`` change for the day the ward already closed publishes the census again (it may
-    have been lost with a broker); one for an older day changes nothing. A ``snapshot`` (sent
-    by a generator that resumed from PostgreSQL) sets a ward whose table entry is behind it.
+    Days close strictly in order: a ``batch`` change applies only to the day after the ward's
+    last closed day (a later one, replayed from before a crash, would skip days: it is ignored
+    and comes again in order). A batch change for the day the ward already closed publishes the
+    census again (it may have been lost with a broker); one for an older day changes nothing.
+    A ``snapshot`` is the end of the last day PostgreSQL holds completely, sent by a generator
+    that resumes from there: it resets the ward, ahead or behind, since every later day follows.
     """
-    if change.source in ("batch", "snapshot"):
-        if change.day < ward["day"] or (change.source == "snapshot" and change.day == ward["day"]):
+    if change.source == "stream":
+        if change.day <= ward["day"] or str(change.transfer_id) in ward["live"]:
             return ward, False
-        if change.day == ward["day"]:
-            return ward, True
-        patients = {} if change.source == "snapshot" else dict(ward["patients"])
-        for admission_id, patient_id, delta in change.moves:
-            if delta > 0:
-                patients[str(admission_id)] = patient_id
-            else:
-                patients.pop(str(admission_id), None)
-        live = {k: v for k, v in ward["live"].items() if v[0] > change.day}
-        return {**ward, "day": change.day, "patients": patients, "live": live}, change.source == "batch"
-    if change.day <= ward["day"] or str(change.transfer_id) in ward["live"]:
-        return ward, False
-    ((admission_id, patient_id, delta),) = change.moves
-    live = {**ward["live"], str(change.transfer_id): [change.day, admission_id, patient_id, delta]}
-    return {**ward, "live": live}, False
+        ((admission_id, patient_id, delta),) = change.moves
+        live = {**ward["live"], str(change.transfer_id): [change.day, admission_id, patient_id, delta]}
+        return {**ward, "live": live}, False
+    if change.source == "batch" and change.day != ward["day"] + 1:
+        return ward, change.day == ward["day"]
+    patients = {} if change.source == "snapshot" else dict(ward["patients"])
+    for admission_id, patient_id, delta in change.moves:
+        if delta > 0:
+            patients[str(admission_id)] = patient_id
+        else:
+            patients.pop(str(admission_id), None)
+    live = {k: v for k, v in ward["live"].items() if v[0] > change.day}
+    return {**ward, "day": change.day, "patients": patients, "live": live}, change.source == "batch"
 
 
 def current_patients(ward: WardValue) -> tuple[dict[str, int], list[int]]:

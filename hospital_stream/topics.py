@@ -12,6 +12,7 @@ WARD_CENSUS = f"{_prefix}.census.daily"
 OCCUPANCY_CHANGES = f"{_prefix}.occupancy.changes"
 STAFF_CHANGES = f"{_prefix}.staff.changes"
 DEAD_LETTERS = f"{_prefix}.deadletter"
+BROKER_EPOCH = f"{_prefix}.broker.epoch"
 
 #: what the sink does with each topic it consumes
 SINK_TOPICS = {
@@ -46,3 +47,5 @@ occupancy_changes = app.topic(
 staff_changes = app.topic(STAFF_CHANGES, value_serializer="raw", partitions=_partitions, internal=True)
 #: what agents without a database could not use; the sink stores it in ``dead_letters``
 dead_letters = app.topic(DEAD_LETTERS, value_serializer="raw", partitions=_partitions, internal=True)
+#: one marker per worker start: a broker that no longer holds a worker's marker lost everything
+broker_epoch = app.topic(BROKER_EPOCH, value_serializer="raw", partitions=1, internal=True)

@@ -85,3 +85,57 @@ def test_postgres_outage_mid_run_loses_nothing(reference_run, new_stack_settings
     assert "PostgreSQL unavailable" in (tmp_path / "run.log").read_text()
     assert data_checksums(url) == data_checksums(reference_run["HOSPITAL_DATABASE_URL"])
     assert cli(env, "validate").returncode == 0
+
+
+def test_broker_restarted_empty_mid_run_resumes_identical(reference_run, new_stack_settings, tmp_path):
+    stack_settings: Settings = new_stack_settings()
+    stack.up(stack_settings)
+    env = hospital_env(stack_settings)
+    url = env["HOSPITAL_DATABASE_URL"]
+    log_path = tmp_path / "run.log"
+    with log_path.open("w") as log:
+        run = _start_run(env, log, speed="150")  # 6 s a day: most days come after the loss
+        deadline = time.monotonic() + 120
+        while _last_day(url) < 2 and time.monotonic() < deadline and run.poll() is None:
+            time.sleep(0.5)
+        assert run.poll() is None, log_path.read_text()[-3000:]
+        stored_before = _last_day(url)
+        stack.down(stack_settings, only=["broker"])  # every topic, offset and changelog is gone
+        stack.up(stack_settings, only=["broker"])
+        assert run.wait(timeout=240) == 0, log_path.read_text()[-3000:]
+    print(f"broker restarted empty with days up to {stored_before} of {DAYS} stored")
+    assert stored_before < DAYS - 1
+    output = log_path.read_text()
+    assert "the broker lost its messages" in output and "Traceback" not in output
+    assert data_checksums(url) == data_checksums(reference_run["HOSPITAL_DATABASE_URL"])
+    assert cli(env, "validate").returncode == 0
+
+
+def test_postgres_down_past_the_limit_stops_clearly_and_a_new_run_ends_identical(
+    reference_run, new_stack_settings, tmp_path
+):
+    stack_settings: Settings = new_stack_settings()
+    stack.up(stack_settings)
+    env = hospital_env(stack_settings, HOSPITAL_DB_OUTAGE_SECONDS="6")
+    url = env["HOSPITAL_DATABASE_URL"]
+    log_path = tmp_path / "run.log"
+    with log_path.open("w") as log:
+        run = _start_run(env, log, speed="900")
+        deadline = time.monotonic() + 120
+        while _last_day(url) < 1 and time.monotonic() < deadline and run.poll() is None:
+            time.sleep(0.5)
+        stack.down(stack_settings, only=["postgres"])
+        down_at = time.monotonic()
+        code = run.wait(timeout=120)
+        stopped_after = time.monotonic() - down_at
+        stack.up(stack_settings, only=["postgres"])
+        output = log_path.read_text()
+        assert code == 1, output[-3000:]
+        assert "PostgreSQL unreachable for" in output and "HOSPITAL_DB_OUTAGE_SECONDS=6" in output
+        assert "Traceback" not in output
+        final = _start_run(env, log)
+        assert final.wait(timeout=300) == 0, log_path.read_text()[-3000:]
+    print(f"the worker stopped {stopped_after:.1f} s after PostgreSQL went down (limit 6 s)")
+    assert stopped_after < 60
+    assert data_checksums(url) == data_checksums(reference_run["HOSPITAL_DATABASE_URL"])
+    assert cli(env, "validate").returncode == 0

@@ -48,12 +48,28 @@ def test_streamed_arrival_into_a_full_ward_waits_instead_of_overfilling():
     assert view["occupied"] == 2 and view["waiting_for_bed"] == 1
 
 
-def test_snapshot_sets_a_ward_that_is_behind_and_leaves_one_that_is_not():
+def test_snapshot_resets_a_ward_behind_or_ahead_of_it():
     snapshot = OccupancyChange(ward_id=1, day=5, source="snapshot", moves=[[7, 70, 1]])
     fresh, closed = state.apply_occupancy_change(state.new_ward(1, beds=3), snapshot)
     assert fresh["day"] == 5 and fresh["patients"] == {"7": 70} and not closed
-    ahead, _ = state.apply_occupancy_change(state.new_ward(1, beds=3), _batch(6, [[8, 80, 1]]))
-    assert state.apply_occupancy_change(ahead, snapshot) == (ahead, False)
+    ahead = {**state.new_ward(1, beds=3), "day": 8, "patients": {"9": 90}}
+    ahead, _ = state.apply_occupancy_change(ahead, _stream(9, 100, 4, +1))
+    reset, closed = state.apply_occupancy_change(ahead, snapshot)
+    assert reset["day"] == 5 and reset["patients"] == {"7": 70} and not closed
+    assert list(reset["live"]) == ["100"]  # a live move of a later day stays
+    assert state.apply_occupancy_change(reset, snapshot) == (reset, False)
+
+
+def test_batch_days_close_in_order_only():
+    ward, closed = state.apply_occupancy_change(state.new_ward(1, beds=3), _batch(0, [[1, 10, 1]]))
+    assert ward["day"] == 0 and closed
+    skipped, closed = state.apply_occupancy_change(ward, _batch(2, [[2, 20, 1]]))
+    assert skipped == ward and not closed  # day 1 has not closed: day 2 waits for its replay
+    again, closed = state.apply_occupancy_change(ward, _batch(0, [[1, 10, 1]]))
+    assert again == ward and closed  # the census of the ward's last day is published again
+    ward, _ = state.apply_occupancy_change(ward, _batch(1, [[2, 20, 1]]))
+    older, closed = state.apply_occupancy_change(ward, _batch(0, [[1, 10, 1]]))
+    assert older == ward and not closed
 
 
 def test_occupancy_changes_for_a_day_cover_every_ward_in_event_order():
