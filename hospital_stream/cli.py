@@ -20,12 +20,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import click
-from psycopg import sql
 
 from hospital_stream import db, stack
 from hospital_stream.errors import BrokerLost, ConfigError, DatabaseError, HospitalStreamError
@@ -637,43 +635,49 @@ async def _replay(settings: Settings, letters: list[Any]) -> list[int]:
 
 
 @main.command("export")
-@click.option("--format", "fmt", type=click.Choice(["csv"]), default="csv", show_default=True)
 @click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Folder to write one file per table into (created if missing).",
+    "--format",
+    "fmt",
+    default="csv",
+    show_default=True,
+    metavar="csv|parquet|fhir",
+    help="CSV or Parquet files per table, or FHIR R4 bulk-data NDJSON per resource type.",
 )
-@click.option("--tables", help="Comma-separated tables (default: all).")
+@click.option(
+    "--out", "out_dir", required=True, metavar="DIR", help="Folder for the files (created if missing)."
+)
+@click.option(
+    "--tables",
+    multiple=True,
+    metavar="T1,T2",
+    help="Tables (csv, parquet) or resource types (fhir), comma-separated or repeated. Default: all.",
+)
+@click.option("--from", "date_from", metavar="YYYY-MM-DD", help="First day (SAST) of rows to export.")
+@click.option("--to", "date_to", metavar="YYYY-MM-DD", help="Last day (SAST, inclusive) of rows to export.")
 @friendly_errors
-def export(fmt: str, out_dir: Path, tables: str | None) -> None:
-    """Write tables as CSV files with a header row, via COPY ... TO STDOUT."""
-    chosen = db.DATA_TABLES if not tables else tuple(t.strip() for t in tables.split(",") if t.strip())
-    unknown = sorted(set(chosen) - set(db.DATA_TABLES))
-    if unknown:
-        raise ConfigError(f"unknown table {', '.join(unknown)}; choose from {', '.join(db.DATA_TABLES)}")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(f"cannot write to {out_dir}: {exc.strerror}") from exc
-    with _database(_settings()) as conn:
-        for table in chosen:
-            started, size = time.monotonic(), 0
-            path = out_dir / f"{table}.{fmt}"
-            query = sql.SQL("COPY (SELECT * FROM {} ORDER BY 1) TO STDOUT WITH (FORMAT csv, HEADER)").format(
-                sql.Identifier(table)
-            )
-            with path.open("wb") as handle, conn.cursor() as cur:
-                with cur.copy(query) as copy:
-                    for block in copy:
-                        handle.write(block)
-                        size += len(block)
-                rows = cur.rowcount
-            click.echo(f"{path}: {rows:,} rows, {size / 1e6:,.1f} MB in {time.monotonic() - started:.1f} s")
+def export(
+    fmt: str, out_dir: str, tables: tuple[str, ...], date_from: str | None, date_to: str | None
+) -> None:
+    """Export tables as CSV or Parquet files, or as FHIR R4 NDJSON, streamed in bounded memory.
+
+    --from/--to keep the rows whose time column (admitted_at, charted_at, ...) falls on those
+    days; see the README's export section for what each table and resource type uses.
+    """
+    from hospital_stream import export as exports
+
+    plan = exports.plan(fmt, out_dir, tables, date_from, date_to)
+    settings = _settings()
+    started, rows, size = time.monotonic(), 0, 0
+    with _database(settings) as conn:
+        progress = exports.ConsoleProgress(tty=sys.stdout.isatty())
+        for written in exports.run(conn, plan, progress, settings.start_date):
+            click.echo(written.summary())
+            rows, size = rows + written.rows, size + written.size_bytes
+    names, items = ("resource types", "resources") if plan.fmt == "fhir" else ("tables", "rows")
+    click.echo(
+        f"exported {len(plan.names)} {names} to {plan.out_dir}: {rows:,} {items},"
+        f" {size / 1e6:,.1f} MB in {time.monotonic() - started:.1f} s"
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover
