@@ -26,6 +26,9 @@ MIGRATIONS_LOCK = 0x4853_4D49  # advisory lock id: one migrator at a time
 #: tables holding the hospital's records, in the order their foreign keys allow loading
 DATA_TABLES = (
     "icd10_codes",
+    "lab_tests",
+    "medicines",
+    "procedure_codes",
     "wards",
     "patients",
     "staff",
@@ -34,6 +37,10 @@ DATA_TABLES = (
     "admissions",
     "transfers",
     "diagnoses",
+    "lab_results",
+    "vital_signs",
+    "prescriptions",
+    "procedures",
     "ward_census",
 )
 PIPELINE_TABLES = ("simulation", "ingested_chunks", "sim_days", "dead_letters")

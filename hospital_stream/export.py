@@ -41,17 +41,7 @@ from hospital_stream.errors import ConfigError, DatabaseError, HospitalStreamErr
 logger = logging.getLogger(__name__)
 
 FORMATS = ("csv", "parquet", "fhir")
-#: the clinical tables of migration 0005, exported after the core ones
-CLINICAL_TABLES = (
-    "lab_tests",
-    "medicines",
-    "procedure_codes",
-    "lab_results",
-    "vital_signs",
-    "prescriptions",
-    "procedures",
-)
-EXPORT_TABLES = tuple(dict.fromkeys((*db.DATA_TABLES, *CLINICAL_TABLES)))
+EXPORT_TABLES = db.DATA_TABLES
 RESOURCE_TYPES = (
     "Patient",
     "Location",

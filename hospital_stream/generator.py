@@ -21,11 +21,12 @@ import time
 import uuid
 from typing import Any
 
-from hospital_stream import db, sim, state
+from hospital_stream import clinical, db, sim, state
 from hospital_stream.errors import DatabaseError
 from hospital_stream.models import (
     MAX_MESSAGE_BYTES,
-    encode_chunk,
+    chunk_message,
+    encode_copy_rows,
     encode_day_close,
     streamed_transfer_from_row,
 )
@@ -264,11 +265,15 @@ def encode_day(run_id: str, records: sim.DayRecords) -> list[bytes]:
         # a day's transfers travel in one chunk: the routing agent closes each ward's day on it
         step = len(rows) or 1 if table == "transfers" else sim.CHUNK_ROWS
         for start in range(0, len(rows), step):
-            messages.append(
-                encode_chunk(run_id, records.day, len(messages), table, rows[start : start + step])
+            stop = min(start + step, len(rows))
+            payload = (
+                rows.copy_text(start, stop)
+                if isinstance(rows, clinical.Columns)
+                else encode_copy_rows(rows[start:stop])
             )
+            messages.append(chunk_message(run_id, records.day, len(messages), table, payload, stop - start))
         if table == "transfers" and not rows:
-            messages.append(encode_chunk(run_id, records.day, len(messages), table, []))
+            messages.append(chunk_message(run_id, records.day, len(messages), table, b"", 0))
     for message in messages:
         if len(message) > MAX_MESSAGE_BYTES:
             raise ValueError(f"day {records.day}: a batch message of {len(message)} bytes is too large")

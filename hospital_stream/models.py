@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import faust
 
+from hospital_stream.clinical import TABLE_COLUMNS as CLINICAL_COLUMNS
 from hospital_stream.errors import InvalidMessage
 
 SCHEMA_VERSION = 1
@@ -52,6 +53,9 @@ TABLES: dict[str, TableSpec] = {
     spec.name: spec
     for spec in (
         TableSpec("icd10_codes", "icd10_codes", ("icd10_code", "description", "category")),
+        TableSpec("lab_tests", "lab_tests", ("test_code", "name", "specimen", "unit", "ref_low", "ref_high")),
+        TableSpec("medicines", "medicines", ("medicine_code", "name", "form")),
+        TableSpec("procedure_codes", "procedure_codes", ("procedure_code", "description", "category")),
         TableSpec("wards", "wards", ("ward_id", "code", "name", "specialty", "beds", "sim_day")),
         TableSpec(
             "patients",
@@ -138,6 +142,7 @@ TABLES: dict[str, TableSpec] = {
             "diagnoses",
             ("admission_id", "seq", "icd10_code", "sim_day"),
         ),
+        *(TableSpec(name, name, columns) for name, columns in CLINICAL_COLUMNS.items()),
     )
 }
 TRANSFER_COLUMNS = TABLES["transfers"].columns
@@ -238,8 +243,12 @@ class BatchMessage:
 
 
 def encode_chunk(run_id: str, day: int, seq: int, table: str, rows: Sequence[Sequence[Any]]) -> bytes:
-    payload = encode_copy_rows(rows)
-    header = BatchHeader("chunk", run_id, day, seq, table, len(rows), digest(payload))
+    return chunk_message(run_id, day, seq, table, encode_copy_rows(rows), len(rows))
+
+
+def chunk_message(run_id: str, day: int, seq: int, table: str, payload: bytes, rows: int) -> bytes:
+    """A chunk of ``rows`` rows already in COPY text."""
+    header = BatchHeader("chunk", run_id, day, seq, table, rows, digest(payload))
     return _join(header, payload)
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from hospital_stream import clinical, reference
 from hospital_stream.models import HospitalContext
 from hospital_stream.reference import address_pool, icd10_codes, name_pools
 
@@ -248,6 +249,9 @@ class Inpatient:
     dies: bool
     discharge_location: str
     delays: int = 0
+    #: the admitting service (a SPECIALTIES name) and the admission type
+    service: str = "medicine"
+    admission_type: str = "EMERGENCY"
 
 
 @dataclasses.dataclass
@@ -260,6 +264,17 @@ class StaffMember:
     shift: str
     assignment_id: int
     since: int  # proleptic ordinal of the assignment's first day
+
+
+@dataclasses.dataclass
+class Presence:
+    """An admission's time in hospital during one day: its ward when the day (or the stay)
+    began, the planned end of the stay, and when it left (the day's end if it stayed)."""
+
+    patient: Inpatient
+    ward_id: int
+    planned_discharge: int
+    until: int
 
 
 @dataclasses.dataclass
@@ -290,6 +305,8 @@ def _state_to_json(state: HospitalState) -> dict[str, Any]:
                 p.dies,
                 p.discharge_location,
                 p.delays,
+                p.service,
+                p.admission_type,
             ]
             for p in state.inpatients.values()
         ],
@@ -333,7 +350,8 @@ class DayRecords:
 
     day: int
     date: dt.date
-    tables: dict[str, Sequence[tuple[Any, ...]]]
+    #: rows as tuples, or (the bulk clinical tables) as NumPy columns
+    tables: dict[str, Sequence[tuple[Any, ...]] | clinical.Columns]
     #: the transfers streamed live, in event-time order, ``TRANSFERS_PER_SLOT`` per slot
     streamed: list[list[tuple[Any, ...]]]
     state: HospitalState
@@ -589,7 +607,15 @@ class Hospital:
                 admitted = -int(rng.random() * min(stay, 10 * MINUTES_PER_DAY))
                 discharge = max(admitted + stay, 30 + int(rng.random() * MINUTES_PER_DAY))
                 patient = self._new_inpatient(
-                    rng, admission_id, int(person) + 1, ward.ward_id, admitted, [[discharge, 0]], 0.0
+                    rng,
+                    admission_id,
+                    int(person) + 1,
+                    ward.ward_id,
+                    admitted,
+                    [[discharge, 0]],
+                    0.0,
+                    specialty.name,
+                    "EMERGENCY",
                 )
                 state.inpatients[admission_id] = patient
                 tables["admissions"].append(
@@ -690,14 +716,20 @@ class Hospital:
             for name, rows in initial.items():
                 tables[name].extend(rows)
             extra["icd10_codes"] = [(c.code, c.description, c.category) for c in icd10_codes()]
+            extra["lab_tests"] = reference.lab_test_rows()
+            extra["medicines"] = reference.medicine_rows()
+            extra["procedure_codes"] = reference.procedure_code_rows()
             extra["wards"] = [(w.ward_id, w.code, w.name, w.specialty, w.beds, 0) for w in config.wards]
             extra["patients"] = PopulationRows(self.population)
         else:
             state = copy_state(state)
         self._staff_day(state, tables, day)
-        self._patient_day(state, tables, day)
+        present = self._patient_day(state, tables, day)
+        clinical_tables = clinical.clinical_day(
+            _rng(config, day, 4), day, config.start_date, self._stays(day, present)
+        )
         state.next_day = day + 1
-        ordered = {**extra, **tables}
+        ordered = {**extra, **tables, **clinical_tables}
         ordered_tables = {name: ordered[name] for name in TABLE_ORDER if name in ordered}
         return DayRecords(
             day, config.date_of(day), ordered_tables, self._select_streamed(tables["transfers"], day), state
@@ -770,12 +802,19 @@ class Hospital:
                     )
                 )
 
-    def _patient_day(self, state: HospitalState, tables: dict[str, list[tuple[Any, ...]]], day: int) -> None:
-        """Arrivals, moves and discharges in event-time order, never above a ward's beds."""
+    def _patient_day(
+        self, state: HospitalState, tables: dict[str, list[tuple[Any, ...]]], day: int
+    ) -> dict[int, Presence]:
+        """Arrivals, moves and discharges in event-time order, never above a ward's beds; returns
+        who was in hospital during the day, by admission."""
         config = self.config
         rng = _rng(config, day, 3)
         start = config.start_date
         day_start, day_end = day * MINUTES_PER_DAY, (day + 1) * MINUTES_PER_DAY
+        present = {
+            p.admission_id: Presence(p, p.ward_id, p.plan[-1][0] if p.plan else day_end, day_end)
+            for p in state.inpatients.values()
+        }
         occupancy = {w.ward_id: 0 for w in config.wards}
         for ward_id, count in state.occupancy().items():
             occupancy[ward_id] = count
@@ -824,13 +863,20 @@ class Hospital:
         while events:
             minute, _, kind, payload = heapq.heappop(events)
             if kind == "arrive":
-                self._arrive(rng, state, tables, payload, occupancy, free_ward, next_id, events, day)
+                arrived = self._arrive(
+                    rng, state, tables, payload, occupancy, free_ward, next_id, events, day
+                )
+                if arrived is not None:
+                    present[arrived.admission_id] = Presence(
+                        arrived, arrived.ward_id, arrived.plan[-1][0], day_end
+                    )
                 continue
             patient = state.inpatients[payload]
             when, target = patient.plan[0]
             if target == 0:  # discharge
                 occupancy[patient.ward_id] -= 1
                 del state.inpatients[patient.admission_id]
+                present[patient.admission_id].until = minute
                 tables["transfers"].append(
                     (
                         next_id("transfer", 7),
@@ -871,6 +917,29 @@ class Hospital:
             if patient.admission_id in state.inpatients and patient.plan[0][0] < day_end:
                 order += 1
                 heapq.heappush(events, (patient.plan[0][0], order, "step", patient.admission_id))
+        return present
+
+    def _stays(self, day: int, present: dict[int, Presence]) -> clinical.Stays:
+        """The day's presences as the arrays the clinical records are drawn from."""
+        entries = [present[key] for key in sorted(present)]
+        ward_specialty = {w.ward_id: w.specialty for w in self.config.wards}
+        patients = np.array([e.patient.patient_id for e in entries], dtype=np.int64)
+        admitted = np.array([e.patient.admitted_at for e in entries], dtype=np.int64)
+        today = self.config.start_date.toordinal() + day
+        return clinical.Stays(
+            admission_id=np.array([e.patient.admission_id for e in entries], dtype=np.int64),
+            patient_id=patients,
+            ward_id=np.array([e.ward_id for e in entries], dtype=np.int32),
+            specialty=np.array([e.patient.service for e in entries], dtype="<U16"),
+            in_icu=np.array([ward_specialty[e.ward_id] == ICU for e in entries], dtype=bool),
+            age=(today - self.population.birth_ordinal[patients - 1]) / 365.25,
+            sex=np.where(self.population.female[patients - 1], "F", "M").astype("<U1"),
+            admitted_at=admitted,
+            present_from=np.maximum(admitted, day * MINUTES_PER_DAY),
+            present_until=np.array([e.until for e in entries], dtype=np.int64),
+            planned_discharge=np.array([e.planned_discharge for e in entries], dtype=np.int64),
+            admission_type=np.array([e.patient.admission_type for e in entries], dtype="<U20"),
+        )
 
     def _arrivals(self, rng: np.random.Generator, day: int) -> list[tuple[int, str, str, int]]:
         """(minute, specialty, admission type, person index) of everyone asking for a bed today."""
@@ -923,7 +992,8 @@ class Hospital:
         next_id: Any,
         events: list[tuple[int, int, str, Any]],
         day: int,
-    ) -> None:
+    ) -> Inpatient | None:
+        """Ask for a bed; the new inpatient, or None when diverted or postponed."""
         minute, specialty_name, admission_type, person = arrival
         config, start = self.config, self.config.start_date
         specialty = next(s for s in SPECIALTIES if s.name == specialty_name)
@@ -945,7 +1015,7 @@ class Hospital:
             )
         )
         if ward is None:
-            return
+            return None
         admission_id = next_id("admission")
         stay = self._length_of_stay(rng, specialty, admission_type)
         plan: list[list[int]] = []
@@ -969,7 +1039,17 @@ class Hospital:
         death_risk = 0.01 + 0.0009 * max(0.0, age - 30) + (0.15 if icu else 0.0)
         if specialty_name in ("maternity", "psychiatry"):
             death_risk /= 10
-        patient = self._new_inpatient(rng, admission_id, patient_id, ward.ward_id, minute, plan, death_risk)
+        patient = self._new_inpatient(
+            rng,
+            admission_id,
+            patient_id,
+            ward.ward_id,
+            minute,
+            plan,
+            death_risk,
+            specialty_name,
+            admission_type,
+        )
         state.inpatients[admission_id] = patient
         occupancy[ward.ward_id] += 1
         location_names, location_p = zip(*ADMISSION_LOCATIONS[admission_type], strict=True)
@@ -999,6 +1079,7 @@ class Hospital:
         tables["diagnoses"].extend(self._diagnoses(rng, admission_id, specialty_name, day, age))
         if patient.plan[0][0] < (day + 1) * MINUTES_PER_DAY:
             heapq.heappush(events, (patient.plan[0][0], -admission_id, "step", admission_id))
+        return patient
 
     def _new_inpatient(
         self,
@@ -1009,11 +1090,14 @@ class Hospital:
         admitted: int,
         plan: list[list[int]],
         death_risk: float,
+        service: str,
+        admission_type: str,
     ) -> Inpatient:
         names, weights = zip(*DISCHARGE_LOCATIONS, strict=True)
         location = names[int(rng.choice(len(names), p=np.array(weights) / sum(weights)))]
+        dies = bool(rng.random() < death_risk)
         return Inpatient(
-            admission_id, patient_id, ward_id, admitted, plan, bool(rng.random() < death_risk), location
+            admission_id, patient_id, ward_id, admitted, plan, dies, location, 0, service, admission_type
         )
 
     def _length_of_stay(self, rng: np.random.Generator, specialty: Specialty, admission_type: str) -> int:
@@ -1073,10 +1157,13 @@ class Hospital:
 
 
 #: tables only day 0 fills: the reference data and the catchment population
-DAY_ZERO_TABLES = ("icd10_codes", "wards", "patients")
+DAY_ZERO_TABLES = ("icd10_codes", "lab_tests", "medicines", "procedure_codes", "wards", "patients")
 #: the order a day's tables are sent in, so foreign keys always point at stored rows
 TABLE_ORDER = (
     "icd10_codes",
+    "lab_tests",
+    "medicines",
+    "procedure_codes",
     "wards",
     "patients",
     "staff",
@@ -1088,6 +1175,10 @@ TABLE_ORDER = (
     "transfers",
     "admission_discharges",
     "diagnoses",
+    "lab_results",
+    "vital_signs",
+    "prescriptions",
+    "procedures",
 )
 
 

@@ -128,6 +128,13 @@ CHECKS = (
                UNION ALL SELECT 'transfers', sim_day, count(*) FROM transfers
                    WHERE seen_in_batch GROUP BY sim_day
                UNION ALL SELECT 'diagnoses', sim_day, count(*) FROM diagnoses GROUP BY sim_day
+               UNION ALL SELECT 'lab_tests', 0, count(*) FROM lab_tests
+               UNION ALL SELECT 'medicines', 0, count(*) FROM medicines
+               UNION ALL SELECT 'procedure_codes', 0, count(*) FROM procedure_codes
+               UNION ALL SELECT 'lab_results', sim_day, count(*) FROM lab_results GROUP BY sim_day
+               UNION ALL SELECT 'vital_signs', sim_day, count(*) FROM vital_signs GROUP BY sim_day
+               UNION ALL SELECT 'prescriptions', sim_day, count(*) FROM prescriptions GROUP BY sim_day
+               UNION ALL SELECT 'procedures', sim_day, count(*) FROM procedures GROUP BY sim_day
                UNION ALL SELECT 'staff_retirements', d.sim_day, count(*) FROM staff s
                    JOIN sim_days d ON d.sim_date = s.retired_on GROUP BY d.sim_day
                UNION ALL SELECT 'staff_assignment_ends', d.sim_day, count(*) FROM staff_assignments a
@@ -158,6 +165,48 @@ CHECKS = (
         """SELECT admission_id, admitted_at, discharged_at, died_at, discharge_location FROM admissions
            WHERE (discharge_location = 'DIED') <> (died_at IS NOT NULL)
               OR died_at > discharged_at OR discharged_at <= admitted_at""",
+    ),
+    Check(
+        "clinical references",
+        "every lab result, vital sign, prescription and procedure names a stored admission of the "
+        "same patient and a known test, ward, medicine or procedure code",
+        """SELECT 'lab_results' AS kind, x.lab_result_id AS id, x.admission_id FROM lab_results x
+               LEFT JOIN admissions a USING (admission_id)
+               WHERE x.sim_day <= %(day)s AND (a.patient_id IS DISTINCT FROM x.patient_id
+                  OR NOT EXISTS (SELECT 1 FROM lab_tests t WHERE t.test_code = x.test_code))
+           UNION ALL
+           SELECT 'vital_signs', x.vital_sign_id, x.admission_id FROM vital_signs x
+               LEFT JOIN admissions a USING (admission_id)
+               WHERE x.sim_day <= %(day)s AND (a.patient_id IS DISTINCT FROM x.patient_id
+                  OR NOT EXISTS (SELECT 1 FROM wards w WHERE w.ward_id = x.ward_id))
+           UNION ALL
+           SELECT 'prescriptions', x.prescription_id, x.admission_id FROM prescriptions x
+               LEFT JOIN admissions a USING (admission_id)
+               WHERE x.sim_day <= %(day)s AND (a.patient_id IS DISTINCT FROM x.patient_id
+                  OR NOT EXISTS (SELECT 1 FROM medicines m WHERE m.medicine_code = x.medicine_code))
+           UNION ALL
+           SELECT 'procedures', x.seq, x.admission_id FROM procedures x
+               LEFT JOIN admissions a USING (admission_id)
+               WHERE x.sim_day <= %(day)s AND (a.admission_id IS NULL OR NOT EXISTS (
+                   SELECT 1 FROM procedure_codes c WHERE c.procedure_code = x.procedure_code))""",
+    ),
+    Check(
+        "clinical times inside stays",
+        "lab results and vital signs are charted, and prescriptions start, between admission and discharge",
+        """SELECT 'lab_results' AS kind, x.lab_result_id AS id, x.charted_at AS at FROM lab_results x
+               JOIN admissions a USING (admission_id)
+               WHERE x.sim_day <= %(day)s
+                 AND (x.charted_at < a.admitted_at OR x.charted_at > coalesce(a.discharged_at, 'infinity'))
+           UNION ALL
+           SELECT 'vital_signs', x.vital_sign_id, x.charted_at FROM vital_signs x
+               JOIN admissions a USING (admission_id)
+               WHERE x.sim_day <= %(day)s
+                 AND (x.charted_at < a.admitted_at OR x.charted_at > coalesce(a.discharged_at, 'infinity'))
+           UNION ALL
+           SELECT 'prescriptions', x.prescription_id, x.starts_at FROM prescriptions x
+               JOIN admissions a USING (admission_id)
+               WHERE x.sim_day <= %(day)s
+                 AND (x.starts_at < a.admitted_at OR x.starts_at > coalesce(a.discharged_at, 'infinity'))""",
     ),
     Check(
         "census wards known",

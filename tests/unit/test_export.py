@@ -58,18 +58,20 @@ def test_tables_default_to_all_and_follow_the_export_order():
     assert chosen == ("wards", "admissions", "transfers")
 
 
-def test_clinical_tables_are_exportable_after_the_core_ones():
+def test_every_data_table_is_exportable_with_references_before_their_users():
     tables = export.EXPORT_TABLES
     assert len(set(tables)) == len(tables)
-    for table in ("lab_results", "vital_signs", "prescriptions", "procedures", "lab_tests", "medicines"):
+    for table in ("lab_results", "vital_signs", "prescriptions", "procedures"):
         assert tables.index(table) > tables.index("admissions")
+    for reference, user in (("lab_tests", "lab_results"), ("medicines", "prescriptions")):
+        assert tables.index(reference) < tables.index(user)
 
 
 def test_an_unknown_table_names_it_and_lists_the_valid_ones():
     with pytest.raises(ConfigError) as caught:
         export.parse_names("csv", ("wards,nope,Admissions",))
     message = str(caught.value)
-    assert message.startswith("unknown table nope; choose from icd10_codes, wards,")
+    assert message.startswith("unknown table nope; choose from icd10_codes, lab_tests,")
     assert "lab_results" in message and "\n" not in message
 
 

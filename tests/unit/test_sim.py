@@ -6,7 +6,7 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from hospital_stream import sim
+from hospital_stream import clinical, sim
 
 CONFIG = sim.HospitalConfig(seed=11, beds=100, population=150_000)
 
@@ -16,8 +16,11 @@ def days() -> list[sim.DayRecords]:
     return list(sim.iter_days(CONFIG, 90))
 
 
-def _materialised(records: sim.DayRecords) -> dict[str, list]:
-    return {name: list(rows[: len(rows)]) for name, rows in records.tables.items()}
+def _materialised(records: sim.DayRecords) -> dict[str, list | bytes]:
+    return {
+        name: rows.copy_text() if isinstance(rows, clinical.Columns) else list(rows[: len(rows)])
+        for name, rows in records.tables.items()
+    }
 
 
 def test_same_seed_same_records(days):
@@ -143,3 +146,21 @@ def test_deaths_have_a_time_equal_to_discharge(days):
         for _admission_id, discharged_at, location, died_at in records.tables["admission_discharges"]:
             assert (location == "DIED") == (died_at is not None)
             assert died_at is None or died_at == discharged_at
+
+
+def test_clinical_records_belong_to_admissions_in_hospital(days):
+    admitted: set[int] = set()
+    for records in days[:20]:
+        admitted |= {row[0] for row in records.tables["admissions"]}
+        for table, key in (("lab_results", 1), ("vital_signs", 1), ("prescriptions", 1), ("procedures", 0)):
+            assert {row[key] for row in records.tables[table].rows()} <= admitted, table
+
+
+def test_clinical_rates_come_out_in_the_published_ranges(days):
+    steady = days[30:]
+    bed_days = sum(len(records.state.inpatients) for records in steady)
+    labs = sum(len(records.tables["lab_results"]) for records in steady)
+    admissions = sum(len(records.tables["admissions"]) for records in steady)
+    prescriptions = sum(len(records.tables["prescriptions"]) for records in steady)
+    assert 8.9 <= labs / bed_days <= 13.2  # lab tests per patient-day (realism.md)
+    assert 25 <= prescriptions / admissions <= 45  # MIMIC-IV: about 36 per admission
