@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_ARGS ?= --speed 1800
+BENCH_ARGS ?=
 
-.PHONY: install demo test test-unit test-integration lint stack-up stack-down status validate clean
+.PHONY: install demo test test-unit test-integration lint stack-up stack-down status validate bench-sim clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +29,7 @@ test-integration: $(STAMP)  ## the tests that start the real broker and PostgreS
 	$(BIN)/pytest tests/integration
 
 lint: $(STAMP)  ## ruff over the package and tests
-	$(BIN)/ruff check hospital_stream tests
+	$(BIN)/ruff check hospital_stream tests benchmarks
 
 stack-up: $(STAMP)  ## start the embedded broker and PostgreSQL in the background
 	$(BIN)/hospital-stream stack up
@@ -41,6 +42,9 @@ status: $(STAMP)  ## what is stored so far
 
 validate: $(STAMP)  ## check the stored data's invariants
 	$(BIN)/hospital-stream validate
+
+bench-sim: $(STAMP)  ## time the simulator against a bare PostgreSQL COPY of its rows (BENCH_ARGS="--days 60")
+	$(BIN)/python -m benchmarks.bench_sim $(BENCH_ARGS)
 
 clean:  ## remove the virtual environment (keeps the data in .hospital/)
 	rm -rf $(VENV) *.egg-info
