@@ -339,6 +339,98 @@ class _Time(_Column):
         return out
 
 
+class _Digits(_Column):
+    """Non-negative integers as exactly ``width`` digits, zero-padded (an ID number, a postal code)."""
+
+    def __init__(self, values: np.ndarray, width: int) -> None:
+        self.data = np.asarray(values, dtype=np.int64)
+        if not 1 <= width <= 18:
+            raise ValueError("a fixed-width number has 1 to 18 digits")
+        if len(self.data) and (self.data.min() < 0 or self.data.max() >= 10**width):
+            raise ValueError(f"only non-negative integers of at most {width} digits are encoded")
+        self.width = width
+        self.head_free = width % 4 != 0
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def words(self) -> int:
+        return -(-self.width // 4)
+
+    def render(self, out: np.ndarray) -> None:
+        rest = self.data
+        for word in range(out.shape[1] - 1, 0, -1):
+            rest, four = np.divmod(rest, 10_000)
+            out[:, word] = _INNER_WORD.take(four)
+        out[:, 0] = _leading_words(self.width - 4 * (out.shape[1] - 1)).take(rest)
+
+    def values(self, start: int, stop: int) -> list[Any]:
+        return [f"{value:0{self.width}d}" for value in self.data[start:stop].tolist()]
+
+
+@functools.lru_cache(maxsize=4)
+def _leading_words(digits: int) -> np.ndarray:
+    """The first word of a fixed-width number: its leading 1-4 digits, zero-padded."""
+    return _words([f"{i:0{digits}d}".rjust(4, "\0").encode() for i in range(10**digits)], 4).ravel()
+
+
+#: a date's "-MM-" by month number and "DD" by day of the month
+_MONTH_WORD = _words([f"-{m:02d}-".encode() for m in range(13)], 4).ravel()
+_DAY_WORD = _words([f"{d:02d}".encode() for d in range(32)], 4).ravel()
+
+
+class _Date(_Column):
+    """Proleptic Gregorian ordinals (``date.toordinal()``) as ISO dates: 1987-06-30."""
+
+    tail_free = True  # "DD" leaves the last two bytes of its word free
+
+    def __init__(self, ordinals: np.ndarray) -> None:
+        self.ordinals = np.asarray(ordinals, dtype=np.int64)
+        if len(self.ordinals) and (self.ordinals.min() < 1 or self.ordinals.max() > dt.date.max.toordinal()):
+            raise ValueError("only dates of the years 1 to 9999 are encoded")
+
+    def __len__(self) -> int:
+        return len(self.ordinals)
+
+    def words(self) -> int:
+        return 3
+
+    def render(self, out: np.ndarray) -> None:
+        year, month, day = calendar_days(self.ordinals)
+        out[:, 0] = _INNER_WORD.take(year)  # "YYYY", zero-padded like isoformat()
+        out[:, 1] = _MONTH_WORD.take(month)
+        out[:, 2] = _DAY_WORD.take(day)
+
+    def values(self, start: int, stop: int) -> list[Any]:
+        return [dt.date.fromordinal(o).isoformat() for o in self.ordinals[start:stop].tolist()]
+
+
+def calendar_days(ordinals: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The year, month and day of proleptic Gregorian ordinals (``date.toordinal()``)."""
+    # Integer arithmetic on 400-year eras of years that start on 1 March (H. Hinnant's
+    # civil_from_days), three to five times faster than NumPy's datetime64 conversions; in place
+    # where it can be, as a whole catchment's birth dates pass through here at once.
+    day = np.asarray(ordinals, dtype=np.int64) + 305  # days since 0000-03-01
+    era = day // 146_097
+    day -= era * 146_097  # the day of the era
+    year = day // 36_524
+    year -= day // 1_460
+    year -= day // 146_096
+    year += day
+    year //= 365  # the year of the era
+    day -= 365 * year + year // 4 - year // 100  # the day of the year, from 1 March
+    era *= 400
+    year += era
+    del era
+    month = 5 * day + 2
+    month //= 153  # months since March
+    day -= (153 * month + 2) // 5
+    day += 1
+    month += np.where(month < 10, 3, -9)
+    year += month <= 2
+    return year, month, day
+
+
 @functools.lru_cache(maxsize=256)
 def _dates(start_date: dt.date, first: int, stop: int) -> tuple[np.ndarray, ...]:
     """The words "YYYY", "-MM-", "DDT" of days ``first`` to ``stop`` after ``start_date``."""

@@ -17,6 +17,7 @@ import dataclasses
 import datetime as dt
 import functools
 import heapq
+import itertools
 import json
 import math
 import zlib
@@ -35,6 +36,22 @@ RETIREMENT_AGE = 65
 STREAM_SLOTS_PER_DAY = 5
 TRANSFERS_PER_SLOT = 3
 CHUNK_ROWS = 5000
+#: people drawn and rendered together (see PopulationColumns); a multiple of CHUNK_ROWS, so no
+#: chunk of the patients table straddles two blocks. Changing it changes the people drawn.
+POPULATION_BLOCK = 50_000
+#: the patients table (sql/0001_create_core_tables.sql)
+PATIENT_COLUMNS = (
+    "patient_id",
+    "national_id",
+    "first_name",
+    "last_name",
+    "sex",
+    "birth_date",
+    "address",
+    "city",
+    "postal_code",
+    "sim_day",
+)
 
 
 # --- configuration -------------------------------------------------------------------------------
@@ -350,7 +367,7 @@ class DayRecords:
 
     day: int
     date: dt.date
-    #: rows as tuples, or (the bulk clinical tables) as NumPy columns
+    #: rows as tuples, or (the catchment and the bulk clinical tables) as NumPy columns
     tables: dict[str, Sequence[tuple[Any, ...]] | clinical.Columns]
     #: the transfers streamed live, in event-time order, ``TRANSFERS_PER_SLOT`` per slot
     streamed: list[list[tuple[Any, ...]]]
@@ -419,69 +436,128 @@ class Population:
             )
         return np.where(adult, np.exp((age - 40) / 18), 0.0)
 
-    def rows(self, start: int, stop: int) -> list[tuple[Any, ...]]:
-        """Patients table rows for people ``start`` to ``stop`` (index + 1 is the patient id)."""
-        rows: list[tuple[Any, ...]] = []
-        for block in range(start // CHUNK_ROWS, (stop - 1) // CHUNK_ROWS + 1 if stop > start else 0):
-            block_start = block * CHUNK_ROWS
-            block_rows = self._block_rows(block_start, min(block_start + CHUNK_ROWS, len(self.female)))
-            rows.extend(block_rows[max(0, start - block_start) : stop - block_start])
-        return rows
-
-    def _block_rows(self, start: int, stop: int) -> list[tuple[Any, ...]]:
+    def block_columns(self, block: int) -> clinical.Columns:
+        """The patients rows of block ``block`` of ``POPULATION_BLOCK`` people (index + 1 is the
+        patient id), as columns of integers and indices into vocabularies."""
         # One generator per fixed block of people: a person's row never depends on how the
         # caller slices the table.
-        rng = _rng(self.config, 0, 102, start // CHUNK_ROWS)
-        index = np.arange(start, stop)
-        n = len(index)
-        female = self.female[start:stop]
+        rng = _rng(self.config, 0, 102, block)
+        start = block * POPULATION_BLOCK
+        stop = min(start + POPULATION_BLOCK, len(self.female))
+        n = stop - start
+        male = (~self.female[start:stop]).astype(np.int64)
         births = self.birth_ordinal[start:stop]
-        pools = name_pools()
-        shares = np.array([p.share for p in pools])
-        pool_of = rng.choice(len(pools), size=n, p=shares / shares.sum())
-        first_draw, last_draw = rng.random(n), rng.random(n)
-        addresses = address_pool()
-        street = rng.integers(0, len(addresses.streets), n)
-        city = rng.integers(0, len(addresses.cities), n)
-        number = rng.integers(1, 400, n)
+        names = _person_names()
+        u = rng.random((3, n))
+        pool = np.searchsorted(names.cumulative_share, u[0] * names.cumulative_share[-1], side="right")
+        first = names.first_start[pool, male] + (u[1] * names.first_count[pool, male]).astype(np.int64)
+        last = names.last_start[pool] + (u[2] * names.last_count[pool]).astype(np.int64)
+        addresses = _street_addresses()
+        cities = address_pool().cities
+        street = rng.integers(0, len(addresses), n)
+        city = rng.integers(0, len(cities), n)
         postcode = rng.integers(1, 9999, n)
         citizen = rng.random(n) < 0.93
-        ids = national_ids(births, self.id_sequence[start:stop], citizen)
-        rows = []
-        for i in range(n):
-            pool = pools[pool_of[i]]
-            firsts = pool.first_female if female[i] else pool.first_male
-            rows.append(
-                (
-                    int(index[i]) + 1,
-                    ids[i],
-                    firsts[int(first_draw[i] * len(firsts))],
-                    pool.last[int(last_draw[i] * len(pool.last))],
-                    "F" if female[i] else "M",
-                    dt.date.fromordinal(int(births[i])).isoformat(),
-                    f"{number[i]} {addresses.streets[street[i]]} Street",
-                    addresses.cities[city[i]],
-                    f"{postcode[i]:04d}",
-                    0,
-                )
-            )
-        return rows
+        data = (
+            clinical._Int(np.arange(start + 1, stop + 1)),
+            clinical._Digits(national_ids(births, self.id_sequence[start:stop], citizen), 13),
+            clinical._Text(first, names.first),
+            clinical._Text(last, names.last),
+            clinical._Text(male, ("F", "M")),
+            clinical._Date(births),
+            clinical._Text(street, addresses),
+            clinical._Text(city, cities),
+            clinical._Digits(postcode, 4),
+            clinical._Constant(0, n),
+        )
+        return clinical.Columns(PATIENT_COLUMNS, data)
 
 
-class PopulationRows(Sequence[tuple[Any, ...]]):
-    """The patients table as a lazy sequence, so day 0 never holds the catchment in memory."""
+@dataclasses.dataclass(frozen=True)
+class _PersonNames:
+    """Every name pool's first and last names in two vocabularies, and where each pool's
+    lists lie in them."""
+
+    cumulative_share: np.ndarray  # [pool]
+    first: tuple[str, ...]
+    first_start: np.ndarray  # [pool, 0 female / 1 male]
+    first_count: np.ndarray  # [pool, 0 female / 1 male]
+    last: tuple[str, ...]
+    last_start: np.ndarray  # [pool]
+    last_count: np.ndarray  # [pool]
+
+
+@functools.cache
+def _person_names() -> _PersonNames:
+    pools = name_pools()
+    firsts = [names for pool in pools for names in (pool.first_female, pool.first_male)]
+    first_count = np.array([len(names) for names in firsts], dtype=np.int64)
+    last_count = np.array([len(pool.last) for pool in pools], dtype=np.int64)
+    return _PersonNames(
+        cumulative_share=np.cumsum([pool.share for pool in pools]),
+        first=tuple(name for names in firsts for name in names),
+        first_start=(np.cumsum(first_count) - first_count).reshape(len(pools), 2),
+        first_count=first_count.reshape(len(pools), 2),
+        last=tuple(name for pool in pools for name in pool.last),
+        last_start=np.cumsum(last_count) - last_count,
+        last_count=last_count,
+    )
+
+
+@functools.cache
+def _street_addresses() -> tuple[str, ...]:
+    """Every street address a person may have: house numbers 1-399 on each street of the pool."""
+    return tuple(f"{number} {street} Street" for number in range(1, 400) for street in address_pool().streets)
+
+
+class PopulationColumns(clinical.Columns):
+    """The patients table, drawn and rendered one block of people at a time, so day 0 holds
+    neither the catchment's rows nor its COPY text (only the block last asked for)."""
 
     def __init__(self, population: Population) -> None:
+        # Columns.__init__ takes the data of a whole table; here each block makes its own
+        self.columns = PATIENT_COLUMNS
         self.population = population
+        self._block: tuple[int, clinical.Columns] | None = None
 
     def __len__(self) -> int:
-        return self.population.config.population
+        return len(self.population.female)
 
-    def __getitem__(self, item: Any) -> Any:
-        if isinstance(item, slice):
-            start, stop, _ = item.indices(len(self))
-            return self.population.rows(start, stop)
-        return self.population.rows(item, item + 1)[0]
+    def __repr__(self) -> str:
+        return f"<PopulationColumns {', '.join(self.columns)}: {len(self)} rows>"
+
+    def copy_text(self, start: int = 0, stop: int | None = None) -> bytes:
+        """Rows ``[start, stop)`` as COPY text, each line ending in a newline."""
+        return b"".join(columns.copy_text(first, last) for columns, first, last in self._pieces(start, stop))
+
+    def rows(self, start: int = 0, stop: int | None = None) -> list[tuple[Any, ...]]:
+        """Rows ``[start, stop)`` as tuples of Python values (dates as ISO strings)."""
+        return [
+            row for columns, first, last in self._pieces(start, stop) for row in columns.rows(first, last)
+        ]
+
+    def _pieces(self, start: int, stop: int | None) -> Iterator[tuple[clinical.Columns, int, int]]:
+        """The blocks that rows ``[start, stop)`` span, each with the span's rows in it."""
+        start, stop, _ = slice(start, stop).indices(len(self))
+        if stop <= start:
+            return
+        for block in range(start // POPULATION_BLOCK, (stop - 1) // POPULATION_BLOCK + 1):
+            offset = block * POPULATION_BLOCK
+            yield self._columns(block), max(start - offset, 0), min(stop - offset, POPULATION_BLOCK)
+
+    def _columns(self, block: int) -> clinical.Columns:
+        if self._block is None or self._block[0] != block:
+            self._block = (block, self.population.block_columns(block))
+        return self._block[1]
+
+
+#: the Luhn sum of four digits that start at an even position (the second and fourth doubled)
+_LUHN_FOUR = np.array(
+    [
+        a + 2 * b - 9 * (b >= 5) + c + 2 * d - 9 * (d >= 5)
+        for a, b, c, d in itertools.product(range(10), repeat=4)
+    ]
+)
 
 
 def luhn_check_digit(digits: np.ndarray) -> np.ndarray:
@@ -493,12 +569,8 @@ def luhn_check_digit(digits: np.ndarray) -> np.ndarray:
 
 def _yymmdd(birth_ordinal: np.ndarray) -> np.ndarray:
     """The YYMMDD of proleptic ordinals, as integers."""
-    days = (np.asarray(birth_ordinal) - 1).astype("timedelta64[D]") + np.datetime64("0001-01-01")
-    years = days.astype("datetime64[Y]").astype(np.int64) + 1970
-    months = days.astype("datetime64[M]")
-    month_number = months.astype(np.int64) % 12 + 1
-    day_number = (days - months.astype("datetime64[D]")).astype(np.int64) + 1
-    return (years % 100) * 10000 + month_number * 100 + day_number
+    year, month, day = clinical.calendar_days(birth_ordinal)
+    return (year % 100) * 10000 + month * 100 + day
 
 
 def _unique_sequence_numbers(
@@ -520,19 +592,13 @@ def _unique_sequence_numbers(
     return sequence + np.where(female, 0, 5000)
 
 
-def national_ids(birth_ordinal: np.ndarray, sequence: np.ndarray, citizen: np.ndarray) -> list[str]:
-    """Valid 13-digit South African ID numbers: YYMMDD SSSS C A Z."""
-    n = len(birth_ordinal)
-    yymmdd = _yymmdd(birth_ordinal)
-    digits = np.zeros((n, 12), dtype=np.int64)
-    for position, (value, width) in enumerate(((yymmdd, 6), (sequence, 4))):
-        offset = 0 if position == 0 else 6
-        for k in range(width):
-            digits[:, offset + k] = value // 10 ** (width - 1 - k) % 10
-    digits[:, 10] = np.where(citizen, 0, 1)
-    digits[:, 11] = 8
-    check = luhn_check_digit(digits)
-    return ["".join(map(str, row)) + str(c) for row, c in zip(digits.tolist(), check.tolist(), strict=True)]
+def national_ids(birth_ordinal: np.ndarray, sequence: np.ndarray, citizen: np.ndarray) -> np.ndarray:
+    """Valid South African ID numbers, YYMMDD SSSS C A Z, as integers of 13 digits (zero-padded)."""
+    body = (_yymmdd(birth_ordinal) * 10_000 + sequence) * 100 + np.where(citizen, 0, 1) * 10 + 8
+    high, rest = np.divmod(body, 10**8)
+    middle, low = np.divmod(rest, 10**4)
+    total = _LUHN_FOUR.take(high) + _LUHN_FOUR.take(middle) + _LUHN_FOUR.take(low)
+    return body * 10 + (10 - total % 10) % 10
 
 
 def is_valid_national_id(number: str, birth_date: dt.date | None = None, sex: str | None = None) -> bool:
@@ -710,7 +776,7 @@ class Hospital:
         tables: dict[str, list[tuple[Any, ...]]] = {
             name: [] for name in TABLE_ORDER if name not in DAY_ZERO_TABLES
         }
-        extra: dict[str, Sequence[tuple[Any, ...]]] = {}
+        extra: dict[str, Sequence[tuple[Any, ...]] | clinical.Columns] = {}
         if day == 0:
             state, initial = self.initial_state()
             for name, rows in initial.items():
@@ -720,7 +786,7 @@ class Hospital:
             extra["medicines"] = reference.medicine_rows()
             extra["procedure_codes"] = reference.procedure_code_rows()
             extra["wards"] = [(w.ward_id, w.code, w.name, w.specialty, w.beds, 0) for w in config.wards]
-            extra["patients"] = PopulationRows(self.population)
+            extra["patients"] = PopulationColumns(self.population)
         else:
             state = copy_state(state)
         self._staff_day(state, tables, day)

@@ -490,7 +490,7 @@ def test_from_to_keep_the_rows_of_those_days(hospital, tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--tables", "wards,nope"], "unknown table nope; choose from icd10_codes, wards, patients,"),
+        (["--tables", "wards,nope"], "unknown table nope; choose from icd10_codes, lab_tests, medicines,"),
         (["--format", "fhir", "--tables", "wards"], "unknown resource type wards; choose from Patient,"),
         (["--format", "xml"], "unknown format 'xml'; choose from csv, parquet, fhir"),
         (["--from", "2020-02-30"], "--from '2020-02-30' is not a date; write YYYY-MM-DD"),

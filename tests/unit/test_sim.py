@@ -6,7 +6,7 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from hospital_stream import clinical, sim
+from hospital_stream import clinical, models, reference, sim
 
 CONFIG = sim.HospitalConfig(seed=11, beds=100, population=150_000)
 
@@ -97,20 +97,95 @@ def test_staffing_per_ward_never_drops(days):
         assert collections.Counter((m.ward_id, m.role) for m in records.state.staff.values()) == first
 
 
-def test_population_ids_are_valid_unique_and_agree_with_birth_date_and_sex():
-    population = sim.Population(sim.HospitalConfig(seed=5, population=40_000))
-    rows = population.rows(0, 40_000)
+@pytest.fixture(scope="module")
+def patients() -> sim.PopulationColumns:
+    return sim.PopulationColumns(sim.Population(sim.HospitalConfig(seed=5, population=120_000)))
+
+
+def test_population_ids_are_valid_unique_and_agree_with_birth_date_and_sex(patients):
+    rows = patients.rows()
+    assert len(rows) == 120_000 and [row[0] for row in rows] == list(range(1, 120_001))
     assert len({row[1] for row in rows}) == len(rows)
-    for row in rows[:5000]:
+    for row in rows[::20]:
         assert sim.is_valid_national_id(row[1], dt.date.fromisoformat(row[5]), row[4])
     ages = np.array([(dt.date(2020, 1, 1) - dt.date.fromisoformat(r[5])).days / 365.25 for r in rows])
     assert 0.25 <= np.mean(ages < 15) <= 0.32  # a young pyramid, not uniform ages
     assert np.mean(ages >= 65) < 0.1
+    assert 0.49 <= np.mean([row[4] == "F" for row in rows]) <= 0.53
 
 
-def test_population_rows_do_not_depend_on_how_they_are_sliced():
-    population = sim.Population(sim.HospitalConfig(seed=5, population=12_000))
-    assert population.rows(4_990, 5_010) == population.rows(0, 12_000)[4_990:5_010]
+def test_population_names_follow_the_pools_and_each_persons_sex(patients):
+    rows = patients.rows(0, 60_000)
+    pools = reference.name_pools()
+    share = {pool.locale: np.mean([row[3] in set(pool.last) for row in rows]) for pool in pools}
+    for pool in pools:
+        assert abs(share[pool.locale] - pool.share) < 0.01 + 0.05 * pool.share, (pool.locale, share)
+    female = {name for pool in pools for name in pool.first_female}
+    male = {name for pool in pools for name in pool.first_male}
+    assert all(row[2] in (female if row[4] == "F" else male) for row in rows)
+    assert len({row[2] for row in rows}) > 500 and len({row[3] for row in rows}) > 2_000
+    streets, cities = reference.address_pool().streets, set(reference.address_pool().cities)
+    for _, _, first, last, _, _, address, city, postal_code, sim_day in rows[::50]:
+        number, street = address.removesuffix(" Street").split(" ", 1)
+        assert 1 <= int(number) <= 399 and street in streets and city in cities
+        assert len(postal_code) == 4 and postal_code.isdigit() and sim_day == 0 and first and last
+
+
+def test_population_is_deterministic_per_seed(patients):
+    again = sim.PopulationColumns(sim.Population(sim.HospitalConfig(seed=5, population=120_000)))
+    assert again.copy_text(95_000, 105_000) == patients.copy_text(95_000, 105_000)
+    other = sim.PopulationColumns(sim.Population(sim.HospitalConfig(seed=6, population=120_000)))
+    assert other.copy_text(0, 100) != patients.copy_text(0, 100)
+
+
+def test_population_copy_text_is_the_rows_and_does_not_depend_on_slicing(patients):
+    whole = patients.copy_text()
+    chunks = [patients.copy_text(i, i + sim.CHUNK_ROWS) for i in range(0, len(patients), sim.CHUNK_ROWS)]
+    assert b"".join(chunks) == whole and whole.count(b"\n") == len(patients)
+    block = sim.POPULATION_BLOCK
+    for start, stop in (
+        (0, 5_000),
+        (block - 7, block + 5),
+        (2 * block, 2 * block + 5_000),
+        (119_990, 120_000),
+    ):
+        text = patients.copy_text(start, stop)
+        assert text == models.encode_copy_rows(patients.rows(start, stop))
+        assert text == b"".join(whole.splitlines(keepends=True)[start:stop])
+        assert list(models.decode_copy_rows(text)) == [
+            [str(v) for v in row] for row in patients.rows(start, stop)
+        ]
+    assert patients.copy_text(7, 7) == b"" and patients.rows(len(patients), None) == []
+    assert not any(byte in whole for byte in b"\\\r\0")
+    assert all(line.count(b"\t") == 9 for line in whole.splitlines()[::97])
+
+
+def test_population_is_the_day_zero_patients_table(days):
+    patients = days[0].tables["patients"]
+    assert isinstance(patients, clinical.Columns) and patients.columns == sim.PATIENT_COLUMNS
+    assert len(patients) == CONFIG.population and "patients" not in days[1].tables
+
+
+def test_date_and_fixed_width_columns_render_like_python():
+    dates = [dt.date(1, 1, 1), dt.date(999, 12, 31), dt.date(1900, 2, 28), dt.date(1969, 12, 31)]
+    dates += [dt.date(1970, 1, 1), dt.date(2000, 2, 29), dt.date(9999, 12, 31)]
+    numbers = np.array([0, 42, 501015009087, 9_999_999_999_999])
+    table = clinical.Columns(
+        ("date", "id", "code"),
+        (
+            clinical._Date(np.array([d.toordinal() for d in dates])),
+            clinical._Digits(np.resize(numbers, len(dates)), 13),
+            clinical._Digits(np.arange(len(dates)) * 1_111, 4),
+        ),
+    )
+    assert table.rows()[:2] == [
+        ("0001-01-01", "0000000000000", "0000"),
+        ("0999-12-31", "0000000000042", "1111"),
+    ]
+    assert [row[0] for row in table.rows()] == [d.isoformat() for d in dates]
+    assert table.copy_text() == models.encode_copy_rows(table.rows())
+    with pytest.raises(ValueError):
+        clinical._Digits(np.array([10_000]), 4)
 
 
 def test_luhn_check_digit_of_a_known_number():
