@@ -219,7 +219,9 @@ async def track_staff_assignments(changes: Any) -> None:
 async def _dead_letter(event: Any, error: InvalidMessage) -> None:
     """Hand a message this agent cannot use to the sink, which stores it in ``dead_letters``."""
     message = event.message
-    logger.warning("dead letter from %s[%d]@%d: %s", message.topic, message.partition, message.offset, error)
+    logger.warning(  # ids only: the reason may quote the message's values; it is kept in dead_letters
+        "dead letter from %s[%d]@%d", message.topic, message.partition, message.offset
+    )
     value = encode_dead_letter(
         message.topic, message.partition, message.offset, message.key, str(error), message.value
     )

@@ -3,6 +3,11 @@
 Errors meant for people (:class:`HospitalStreamError`) print as one line and exit 1; click's
 own usage errors exit 2. Nothing here imports the Faust app until ``run`` needs it, so the
 other commands start fast and never touch Kafka unless they must.
+
+Each command connects with the least it needs: migrations and ``run --reset`` as the database
+owner (``Settings.admin_url``), the worker and ``dlq replay`` as the writer login
+(``database_url``), and ``status``, ``validate``, ``export`` and ``dlq list`` as the read-only
+login (``reader_url``).
 """
 
 from __future__ import annotations
@@ -75,7 +80,7 @@ def stack_up() -> None:
     settings = _settings()
     _require_embedded(settings)
     started = stack.up(settings)
-    db.migrate(settings.database_url)
+    _migrate(settings)
     click.echo(f"started: {', '.join(started)}" if started else "already running")
     _print_stack(settings)
 
@@ -127,11 +132,23 @@ def _embedded_postgres(settings: Settings) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _database(settings: Settings) -> Iterator[Any]:
-    """A connection to the run's migrated database."""
-    with _embedded_postgres(settings), db.connect(settings.database_url) as conn:
+def _database(settings: Settings, *, write: bool = False) -> Iterator[Any]:
+    """A connection to the run's migrated database: as the read-only login, or as the worker's
+    login when the command must ``write`` rows."""
+    url = settings.database_url if write else settings.reader_url
+    with _embedded_postgres(settings), db.connect(url) as conn:
         db.require_schema(conn)
         yield conn
+
+
+def _migrate(settings: Settings) -> list[str]:
+    """Apply pending migrations as the owner, then make sure the worker's and the reader's
+    logins exist in their group roles; return the migrations applied."""
+    applied = db.migrate(settings.admin_url)
+    with db.connect(settings.admin_url, autocommit=True) as conn:
+        for line in db.ensure_logins(conn, settings.database_url, settings.reader_url):
+            click.echo(line)
+    return applied
 
 
 # --- database -------------------------------------------------------------------------------
@@ -148,16 +165,23 @@ def db_migrate() -> None:
     """Apply pending sql/NNNN_*.sql migrations in order."""
     settings = _settings()
     with _embedded_postgres(settings):
-        applied = db.migrate(settings.database_url)
+        applied = _migrate(settings)
     click.echo("applied: " + ", ".join(applied) if applied else "schema is up to date")
 
 
 @main.command("settings")
 def show_settings() -> None:
     """List every HOSPITAL_* setting with its default and current value."""
-    current = Settings.from_env().to_env()
+    settings = Settings.from_env()
+    current = settings.to_env()
+    derived = {
+        "HOSPITAL_ADMIN_DATABASE_URL": settings.admin_url,
+        "HOSPITAL_READER_DATABASE_URL": settings.reader_url,
+    }
     for name, default, doc in documented_settings():
         value = _hide_password(current[name])
+        if not value and name in derived:
+            value = f"  # empty, so {_hide_password(derived[name])}"
         click.echo(f"{name}={value}\n    default {default!r}: {doc}")
 
 
@@ -219,8 +243,8 @@ def run(days: int | None, speed: float | str | None, seed: int | None, reset: bo
                 stack.up(settings)
         elif reset:
             _delete_topics(settings)
-        db.migrate(settings.database_url)
-        with db.connect(settings.database_url, autocommit=True) as conn:
+        _migrate(settings)
+        with db.connect(settings.admin_url, autocommit=True) as conn:  # the owner may reset
             if reset:
                 db.reset(conn)
             db.check_run_config(conn, _hospital_config(settings))
@@ -291,6 +315,7 @@ def _run_worker(settings: Settings, first_day: int, end_day: int, loglevel: str)
     progress = _Progress(settings, first_day, end_day)
     argv = [sys.executable, "-m", "hospital_stream.cli", "worker", "--loglevel", loglevel]
     env = {**os.environ, **settings.to_env()}
+    del env["HOSPITAL_ADMIN_DATABASE_URL"]  # the worker gets no owner credentials
     restarts = 0
     with _termination_requests() as stop_requested:
         while True:
@@ -570,7 +595,7 @@ def dlq_replay(ids: tuple[int, ...], replay_all: bool) -> None:
 
 
 def _replay_letters(settings: Settings, ids: tuple[int, ...], replay_all: bool) -> None:
-    with _database(settings) as conn:
+    with _database(settings, write=True) as conn:
         letters = conn.execute(
             "SELECT dead_letter_id, topic, message_key, row_number, table_name, payload, payload_bytes"
             " FROM dead_letters WHERE replayed_at IS NULL AND (%s OR dead_letter_id = ANY(%s))"
@@ -581,7 +606,7 @@ def _replay_letters(settings: Settings, ids: tuple[int, ...], replay_all: bool) 
         click.echo("nothing to replay")
         return
     done = asyncio.run(_replay(settings, letters))
-    with _database(settings) as conn:
+    with _database(settings, write=True) as conn:
         conn.execute("UPDATE dead_letters SET replayed_at = now() WHERE dead_letter_id = ANY(%s)", (done,))
     click.echo(f"replayed {len(done)} of {len(letters)}")
 

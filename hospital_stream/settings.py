@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from hospital_stream.errors import ConfigError
 
@@ -16,7 +16,13 @@ T = TypeVar("T")
 
 PREFIX = "HOSPITAL_"
 DEFAULT_KAFKA_URL = "kafka://127.0.0.1:19092"
-DEFAULT_DATABASE_URL = "postgresql://hospital@127.0.0.1:15432/hospital"
+# Least privilege: the worker writes as a member of hospital_writer, the read-only commands read
+# as a member of hospital_reader (both group roles come from sql/0004), and only migrations and
+# `run --reset` connect as the database owner.
+DEFAULT_WORKER_USER = "hospital_worker"
+DEFAULT_ADMIN_USER = "hospital"
+DEFAULT_READER_USER = "hospital_readonly"
+DEFAULT_DATABASE_URL = f"postgresql://{DEFAULT_WORKER_USER}@127.0.0.1:15432/hospital"
 
 
 def _parse_bool(text: str) -> bool:
@@ -96,6 +102,18 @@ def _parse_url(schemes: tuple[str, ...]) -> Callable[[str], str]:
     return parse
 
 
+def _parse_optional_url(schemes: tuple[str, ...]) -> Callable[[str], str | None]:
+    parse_url = _parse_url(schemes)
+    return lambda text: None if text.strip() == "" else parse_url(text)
+
+
+def with_user(url: str, user: str) -> str:
+    """``url`` (a postgresql:// URL) connecting as ``user``, without the original password."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{quote(user, safe='')}@{host}"))
+
+
 def _field(env: str, default: str, parse: Callable[[str], Any], doc: str, **kwargs: Any) -> Any:
     """A settings field read from ``HOSPITAL_<env>``, parsed with ``parse``."""
     return dataclasses.field(
@@ -125,7 +143,24 @@ class Settings:
         "DATABASE_URL",
         DEFAULT_DATABASE_URL,
         _parse_url(("postgresql", "postgres")),
-        "PostgreSQL connection URL (the embedded server listens here when HOSPITAL_EMBEDDED)",
+        "the worker's PostgreSQL URL: a login in hospital_writer, which reads and writes rows only "
+        "(the embedded server listens here when HOSPITAL_EMBEDDED)",
+        repr=False,
+    )
+    admin_database_url: str | None = _field(
+        "ADMIN_DATABASE_URL",
+        "",
+        _parse_optional_url(("postgresql", "postgres")),
+        f"the database owner's URL, for migrations, `run --reset` and creating the logins "
+        f"(empty: HOSPITAL_DATABASE_URL as user {DEFAULT_ADMIN_USER}, no password)",
+        repr=False,
+    )
+    reader_database_url: str | None = _field(
+        "READER_DATABASE_URL",
+        "",
+        _parse_optional_url(("postgresql", "postgres")),
+        f"a read-only login in hospital_reader, for status, validate, export and dlq list "
+        f"(empty: HOSPITAL_DATABASE_URL as user {DEFAULT_READER_USER}, no password)",
         repr=False,
     )
     embedded: bool = _field(
@@ -251,6 +286,16 @@ class Settings:
     def kafka_address(self) -> tuple[str, int]:
         parts = urlsplit(self.kafka_url)
         return parts.hostname or "127.0.0.1", parts.port or 9092
+
+    @property
+    def admin_url(self) -> str:
+        """The owner's URL: HOSPITAL_ADMIN_DATABASE_URL, or derived from HOSPITAL_DATABASE_URL."""
+        return self.admin_database_url or with_user(self.database_url, DEFAULT_ADMIN_USER)
+
+    @property
+    def reader_url(self) -> str:
+        """The read-only URL: HOSPITAL_READER_DATABASE_URL, or derived from HOSPITAL_DATABASE_URL."""
+        return self.reader_database_url or with_user(self.database_url, DEFAULT_READER_USER)
 
     @property
     def database_address(self) -> tuple[str, int]:

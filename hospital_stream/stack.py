@@ -29,11 +29,13 @@ import subprocess
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
+from hospital_stream import db
 from hospital_stream.errors import StackError
 from hospital_stream.settings import Settings
 
@@ -158,6 +160,8 @@ def env_lines(settings: Settings) -> list[str]:
         "HOSPITAL_HOME": str(settings.home),
         "HOSPITAL_KAFKA_URL": settings.kafka_url,
         "HOSPITAL_DATABASE_URL": settings.database_url,
+        "HOSPITAL_ADMIN_DATABASE_URL": settings.admin_url,
+        "HOSPITAL_READER_DATABASE_URL": settings.reader_url,
     }
     return [f"export {name}={shlex.quote(value)}" for name, value in values.items()]
 
@@ -173,7 +177,9 @@ def find_pg_bin(env: Mapping[str, str] | None = None, pgdata: Path | None = None
 
 
 def _up_postgres(settings: Settings, paths: _Paths) -> bool:
-    """Make PostgreSQL run and hold the URL's role and database; True when started here."""
+    """Make PostgreSQL run and hold the owner's database and the three URLs' roles; True when
+    started here."""
+    _check_one_server(settings)
     host, port = settings.database_address
     pid = _postgres_pid(paths)
     if pid is not None:
@@ -330,12 +336,35 @@ def _remove_stale_postmaster_pid(paths: _Paths) -> None:
         paths.postmaster_pid.unlink(missing_ok=True)
 
 
+def _database_urls(settings: Settings) -> dict[str, str]:
+    """The owner's, the worker's and the reader's URLs, each by its variable."""
+    return {
+        "HOSPITAL_ADMIN_DATABASE_URL": settings.admin_url,
+        "HOSPITAL_DATABASE_URL": settings.database_url,
+        "HOSPITAL_READER_DATABASE_URL": settings.reader_url,
+    }
+
+
+def _check_one_server(settings: Settings) -> None:
+    """StackError unless the three URLs name the one embedded server (of HOSPITAL_DATABASE_URL)."""
+    address = settings.database_address
+    for variable, url in _database_urls(settings).items():
+        parts = urlsplit(url)
+        named = (parts.hostname or "127.0.0.1", parts.port or 5432)
+        if named != address:
+            raise StackError(
+                f"{variable} names {_host_port(*named)}, but the embedded PostgreSQL listens on "
+                f"{_host_port(*address)} (from HOSPITAL_DATABASE_URL)"
+            )
+
+
 def _ensure_role_and_database(settings: Settings) -> None:
-    """Create the URL's role and database when missing, then check the URL connects."""
+    """Create the owner role and its database when missing, and the worker's and the reader's
+    logins in their group roles; then check that all three URLs connect."""
     host, port = settings.database_address
-    info = conninfo_to_dict(settings.database_url)
-    role = str(info.get("user") or pwd.getpwuid(os.geteuid()).pw_name)
-    dbname = str(info.get("dbname") or role)
+    info = conninfo_to_dict(settings.admin_url)
+    owner = str(info.get("user") or pwd.getpwuid(os.geteuid()).pw_name)
+    dbname = str(info.get("dbname") or owner)
     try:
         with psycopg.connect(
             host=host,
@@ -346,20 +375,24 @@ def _ensure_role_and_database(settings: Settings) -> None:
             connect_timeout=10,
         ) as conn:
             if (
-                role != PG_SUPERUSER
-                and not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+                owner != PG_SUPERUSER
+                and not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (owner,)).fetchone()
             ):
-                conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEROLE CREATEDB").format(sql.Identifier(role)))
-                logger.info("created PostgreSQL role %s", role)
+                conn.execute(
+                    sql.SQL("CREATE ROLE {} LOGIN CREATEROLE CREATEDB").format(sql.Identifier(owner))
+                )
+                logger.info("created PostgreSQL role %s", owner)
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone():
                 conn.execute(
                     sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                        sql.Identifier(dbname), sql.Identifier(role)
+                        sql.Identifier(dbname), sql.Identifier(owner)
                     )
                 )
                 logger.info("created PostgreSQL database %s", dbname)
-        with psycopg.connect(settings.database_url, connect_timeout=10) as conn:
-            conn.execute("SELECT 1")
+            db.ensure_logins(conn, settings.database_url, settings.reader_url)
+        for url in _database_urls(settings).values():
+            with psycopg.connect(url, connect_timeout=10) as conn:
+                conn.execute("SELECT 1")
     except psycopg.Error as exc:
         message = " ".join(str(exc).split())
         raise StackError(

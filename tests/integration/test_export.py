@@ -518,14 +518,14 @@ def test_a_reader_only_role_exports_everything(hospital, tmp_path):
     name = "reader_" + uuid.uuid4().hex[:8]
     with psycopg.connect(owner_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE hospital_reader").format(sql.Identifier(name)))
-    env = {**hospital, "HOSPITAL_DATABASE_URL": owner_url.replace("//hospital@", f"//{name}@")}
+    env = {**hospital, "HOSPITAL_READER_DATABASE_URL": owner_url.replace("//hospital@", f"//{name}@")}
     for fmt in ("parquet", "fhir"):
         result = cli(env, "export", "--format", fmt, "--out", str(tmp_path / fmt))
         assert result.returncode == 0, result.stdout + result.stderr
     exported = pq.ParquetFile(tmp_path / "parquet" / "lab_results.parquet").metadata.num_rows
     assert exported == counts(owner_url)["lab_results"] >= len(HAND_WRITTEN_LABS)
     with (
-        psycopg.connect(env["HOSPITAL_DATABASE_URL"]) as conn,
+        psycopg.connect(env["HOSPITAL_READER_DATABASE_URL"]) as conn,
         pytest.raises(psycopg.errors.InsufficientPrivilege),
     ):
         conn.execute("DELETE FROM lab_results")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,12 +16,13 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
 
 from hospital_stream import db, models, sim, validate
-from hospital_stream.settings import Settings
+from hospital_stream.settings import DEFAULT_ADMIN_USER, DEFAULT_READER_USER, Settings
 
 from .conftest import free_port
 
@@ -31,22 +33,33 @@ DAYS = 12
 HOSPITAL = {"HOSPITAL_BEDS": "100", "HOSPITAL_POPULATION": "150000", "HOSPITAL_SEED": "4242"}
 
 
-def hospital_env(stack: Settings, **overrides: str) -> dict[str, str]:
-    """Environment for a run of its own on the shared embedded stack."""
+def hospital_env(stack: Settings, *, default_logins: bool = False, **overrides: str) -> dict[str, str]:
+    """Environment for a run of its own (database, topics, consumer group) on the shared stack.
+
+    All three database URLs name the test's own database. The worker's URL is the owner's, so a
+    test may also use it to set up or break data; with ``default_logins`` it is the default
+    least-privileged worker login instead, and the owner's and the reader's URLs are left unset,
+    so they take their defaults.
+    """
     name = "t" + uuid.uuid4().hex[:10]
     host, port = stack.database_address
+    worker = urlsplit(Settings().database_url).username if default_logins else DEFAULT_ADMIN_USER
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOSPITAL_")}
     env.update(stack.to_env())
     env.update(HOSPITAL)
     env.update(
         {
-            "HOSPITAL_DATABASE_URL": f"postgresql://hospital@{host}:{port}/{name}",
+            "HOSPITAL_DATABASE_URL": f"postgresql://{worker}@{host}:{port}/{name}",
+            "HOSPITAL_ADMIN_DATABASE_URL": f"postgresql://{DEFAULT_ADMIN_USER}@{host}:{port}/{name}",
+            "HOSPITAL_READER_DATABASE_URL": f"postgresql://{DEFAULT_READER_USER}@{host}:{port}/{name}",
             "HOSPITAL_APP_ID": name,
             "HOSPITAL_TOPIC_PREFIX": name,
             "HOSPITAL_WEB_PORT": str(free_port()),
             "HOSPITAL_RUN_UNTIL_DAY": "",
         }
     )
+    if default_logins:
+        del env["HOSPITAL_ADMIN_DATABASE_URL"], env["HOSPITAL_READER_DATABASE_URL"]
     env.update(overrides)
     return env
 
@@ -180,13 +193,17 @@ def _get(url: str) -> dict:
         return json.load(response)
 
 
+#: a fake patient planted inside bad messages and a bad row: stored as dead letters, never logged
+PLANTED = "Nomvula Plantedname-Zwane 8001015009087"
+
+
 def test_worker_serves_views_from_its_tables_and_dead_letters_bad_input(embedded_stack, tmp_path):
-    env = hospital_env(embedded_stack, HOSPITAL_SPEED="max", HOSPITAL_RUN_UNTIL_DAY="6")
+    env = hospital_env(embedded_stack, default_logins=True, HOSPITAL_SPEED="max", HOSPITAL_RUN_UNTIL_DAY="6")
     assert cli(env, "db", "migrate").returncode == 0
     base = f"http://127.0.0.1:{env['HOSPITAL_WEB_PORT']}"
     log = tmp_path / "worker.log"
     worker = subprocess.Popen(
-        [str(BIN / "faust"), "-A", "hospital_stream.app", "worker", "-l", "warn"],
+        [str(BIN / "faust"), "-A", "hospital_stream.app", "worker", "-l", "info"],
         env=env,
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
@@ -239,15 +256,17 @@ def test_worker_serves_views_from_its_tables_and_dead_letters_bad_input(embedded
             "transferred_at": "2020-01-04T10:00:00+02:00",
         }
         bad = [
-            b"not json",
+            f"not json: {PLANTED}".encode(),
             b'{"run_id": 1}',
             b"\xff" * 10,
             json.dumps({"event_type": "transfer"}).encode(),
-            json.dumps({**plausible, "to_ward_id": 999}).encode(),
+            json.dumps({**plausible, "to_ward_id": 999, "patient_name": PLANTED}).encode(),
             json.dumps({**plausible, "patient_id": 10**9}).encode(),
             json.dumps({**plausible, "transferred_at": "2021-06-01T10:00:00+02:00"}).encode(),
             json.dumps({**plausible, "run_id": "an-older-run"}).encode(),
-            json.dumps(plausible).encode(),  # well formed, but day 3's batch never had it
+            json.dumps({**plausible, "event_type": PLANTED}).encode(),  # quoted by its reason
+            # well formed, but day 3's batch never had it
+            json.dumps({**plausible, "patient_name": PLANTED}).encode(),
         ]
         _produce(embedded_stack, f"{env['HOSPITAL_TOPIC_PREFIX']}.transfers.streamed", bad)
         one_bad_row = models.encode_chunk(
@@ -255,10 +274,12 @@ def test_worker_serves_views_from_its_tables_and_dead_letters_bad_input(embedded
             999_999,
             0,
             "icd10_codes",
-            [("Z99.9", "Dependence on enabling machines", "comorbidity"), ("Z99.8", None, "comorbidity")],
+            [("Z99.9", "Dependence on enabling machines", "comorbidity"), ("Z99.8", None, PLANTED)],
         )
         _produce(
-            embedded_stack, f"{env['HOSPITAL_TOPIC_PREFIX']}.records.batch", [b"{}\nrows", b"", one_bad_row]
+            embedded_stack,
+            f"{env['HOSPITAL_TOPIC_PREFIX']}.records.batch",
+            [json.dumps({"note": PLANTED}).encode() + b"\nrows", b"", one_bad_row],
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -289,7 +310,15 @@ def test_worker_serves_views_from_its_tables_and_dead_letters_bad_input(embedded
             row_letter = conn.execute(
                 "SELECT row_number, table_name, reason FROM dead_letters WHERE row_number > 0"
             ).fetchone()
+            planted = conn.execute(
+                "SELECT count(*) FROM dead_letters WHERE position(%s::bytea IN payload) > 0",
+                (PLANTED.encode(),),
+            ).fetchone()[0]
         assert row_letter[:2] == (2, "icd10_codes") and "description" in row_letter[2]
+        # Three raw transfers, a batch header and a chunk's bad row; the unconfirmed transfer is
+        # stored as parsed, without the field it did not need.
+        assert planted == 5
+        assert PLANTED in reasons  # a reason may quote a value: it is stored, never logged
 
         listed = cli(env, "dlq", "list")
         assert listed.returncode == 0 and "unknown ward 999" in listed.stdout
@@ -317,7 +346,27 @@ def test_worker_serves_views_from_its_tables_and_dead_letters_bad_input(embedded
             worker.kill()
             worker.wait()
             pytest.fail("the worker did not stop on SIGTERM")
-    assert "Traceback" not in log.read_text()
+    text = log.read_text()
+    assert "Traceback" not in text
+    _assert_no_patient_data_in(text, url)
+
+
+def _assert_no_patient_data_in(text: str, url: str) -> None:
+    """The worker's log names ids, never a patient's name or ID number, nor a bad message's payload."""
+    assert "sent day 5" in text and "dead letter from" in text  # an info log, with the dead letters
+    assert PLANTED not in text and "Plantedname" not in text and PLANTED.split()[-1] not in text
+    with psycopg.connect(url) as conn:
+        patients = conn.execute("SELECT national_id, first_name || ' ' || last_name FROM patients").fetchall()
+    assert len(patients) == int(HOSPITAL["HOSPITAL_POPULATION"])
+    national_ids = {national_id for national_id, _ in patients}
+    assert not set(re.findall(r"(?<!\d)\d{13}(?!\d)", text)) & national_ids
+    # Every run of 2..n words in the log, n being the most words a full name has.
+    names = {name for _, name in patients}
+    words = re.findall(r"[^\W\d_]+(?:['-][^\W\d_]+)*", text)
+    longest = max(len(name.split()) for name in names)
+    runs = {" ".join(words[i : i + n]) for n in range(2, longest + 1) for i in range(len(words) - n + 1)}
+    leaked = names & runs
+    assert not leaked, sorted(leaked)[:5]
 
 
 def _produce(stack: Settings, topic: str, values: list[bytes]) -> None:
@@ -338,38 +387,73 @@ def _produce(stack: Settings, topic: str, values: list[bytes]) -> None:
 
 
 def test_least_privilege_roles(reference_run, embedded_stack, tmp_path):
-    """The worker runs as a role that may only read and write rows; views, exports and
-    validate run as a role that may only read."""
-    env = hospital_env(embedded_stack)
-    owner_url = env["HOSPITAL_DATABASE_URL"]
-    assert cli(env, "db", "migrate").returncode == 0  # as the database owner
-    name = owner_url.rsplit("/", 1)[1]
-    with psycopg.connect(owner_url, autocommit=True) as conn:
-        conn.execute(f'CREATE ROLE "{name}_worker" LOGIN IN ROLE hospital_writer')
-        conn.execute(f'CREATE ROLE "{name}_viewer" LOGIN IN ROLE hospital_reader')
-    writer_url = owner_url.replace("//hospital@", f"//{name}_worker@")
-    reader_url = owner_url.replace("//hospital@", f"//{name}_viewer@")
+    """With the default logins, the worker writes as a role that may only read and write rows,
+    status, validate, export and dlq list read as one that may only read, and only migrations
+    connect as the owner."""
+    env = hospital_env(embedded_stack, default_logins=True)
+    settings = Settings.from_env(env)
+    name = urlsplit(settings.database_url).path.strip("/")
+    logins = {
+        settings.admin_url: DEFAULT_ADMIN_USER,
+        settings.database_url: "hospital_worker",
+        settings.reader_url: DEFAULT_READER_USER,
+    }
+    assert {urlsplit(url).path for url in logins} == {f"/{name}"}  # three logins, one database
 
-    run = cli({**env, "HOSPITAL_DATABASE_URL": writer_url}, "run", "--days", "3", "--speed", "max")
+    run = cli(env, "run", "--days", "3", "--speed", "max")  # migrates as the owner, creating the logins
     assert run.returncode == 0, run.stdout + run.stderr
-    for command in (["validate"], ["status"], ["export", "--out", str(tmp_path), "--tables", "wards"]):
-        result = cli({**env, "HOSPITAL_DATABASE_URL": reader_url}, *command)
+    for command in (
+        ["validate"],
+        ["status"],
+        ["export", "--out", str(tmp_path), "--tables", "wards"],
+        ["dlq", "list"],
+    ):
+        result = cli(env, *command)
         assert result.returncode == 0, (command, result.stdout + result.stderr)
+    assert len((tmp_path / "wards.csv").read_text().splitlines()) > 1  # a header and the wards
+
+    for url, user in logins.items():
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT current_user, current_database()").fetchone() == (user, name)
+    with psycopg.connect(settings.admin_url) as conn:
+        for login, group in (("hospital_worker", db.WRITER_ROLE), (DEFAULT_READER_USER, db.READER_ROLE)):
+            attributes = conn.execute(
+                "SELECT rolcanlogin, rolsuper, rolcreaterole, rolcreatedb, rolbypassrls,"
+                " pg_has_role(rolname, %s, 'MEMBER') FROM pg_roles WHERE rolname = %s",
+                (group, login),
+            ).fetchone()
+            assert attributes == (True, False, False, False, False, True), login
+        owned = conn.execute(
+            "SELECT count(*) FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner"
+            " WHERE r.rolname IN ('hospital_worker', %s)",
+            (DEFAULT_READER_USER,),
+        ).fetchone()[0]
+        assert owned == 0
 
     for statement in (
         "DROP TABLE patients",
         "ALTER TABLE patients ADD COLUMN note text",
         "TRUNCATE dead_letters",
         "CREATE TABLE intruder (x int)",
+        "CREATE SCHEMA intruder",
+        "CREATE INDEX intruder ON patients (last_name)",
     ):
-        with psycopg.connect(writer_url) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        with (
+            psycopg.connect(settings.database_url) as conn,
+            pytest.raises(psycopg.errors.InsufficientPrivilege),
+        ):
             conn.execute(statement)
-    with psycopg.connect(reader_url) as conn:
+    with psycopg.connect(settings.reader_url) as conn:
         assert conn.execute("SELECT count(*) FROM admissions").fetchone()[0] > 0
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute("UPDATE wards SET beds = beds + 1")
-    with psycopg.connect(reader_url) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
-        conn.execute(
-            'INSERT INTO dead_letters (topic, partition, "offset", reason, payload, payload_bytes)'
-            " VALUES ('x', 0, 0, 'x', '', 0)"
-        )
+    for statement in (
+        'INSERT INTO dead_letters (topic, partition, "offset", reason, payload, payload_bytes)'
+        " VALUES ('x', 0, 0, 'x', '', 0)",
+        "UPDATE wards SET beds = beds + 1",
+        "DELETE FROM admissions",
+        "TRUNCATE dead_letters",
+    ):
+        with (
+            psycopg.connect(settings.reader_url) as conn,
+            pytest.raises(psycopg.errors.InsufficientPrivilege),
+        ):
+            conn.execute(statement)

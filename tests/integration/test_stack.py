@@ -13,8 +13,9 @@ import psycopg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from hospital_stream import stack
+from hospital_stream import db, stack
 from hospital_stream.errors import StackError
+from hospital_stream.settings import DEFAULT_ADMIN_USER, DEFAULT_READER_USER, DEFAULT_WORKER_USER, with_user
 
 pytestmark = pytest.mark.integration
 
@@ -93,14 +94,15 @@ def test_broker_round_trips_a_message(embedded_stack):
 
 def test_env_lines_let_a_shell_reach_the_stack(embedded_stack):
     lines = stack.env_lines(embedded_stack)
-    assert [line.split("=")[0] for line in lines] == [
-        "export HOSPITAL_HOME",
-        "export HOSPITAL_KAFKA_URL",
-        "export HOSPITAL_DATABASE_URL",
+    names = [
+        "HOSPITAL_HOME",
+        "HOSPITAL_KAFKA_URL",
+        "HOSPITAL_DATABASE_URL",
+        "HOSPITAL_ADMIN_DATABASE_URL",
+        "HOSPITAL_READER_DATABASE_URL",
     ]
-    script = (
-        "\n".join(lines) + '\nprintf "%s\\n" "$HOSPITAL_HOME" "$HOSPITAL_KAFKA_URL" "$HOSPITAL_DATABASE_URL"'
-    )
+    assert [line.split("=")[0] for line in lines] == [f"export {name}" for name in names]
+    script = "\n".join(lines) + '\nprintf "%s\\n"' + "".join(f' "${name}"' for name in names)
     out = subprocess.run(
         ["bash", "-c", script],
         capture_output=True,
@@ -112,9 +114,59 @@ def test_env_lines_let_a_shell_reach_the_stack(embedded_stack):
         str(embedded_stack.home),
         embedded_stack.kafka_url,
         embedded_stack.database_url,
+        embedded_stack.admin_url,
+        embedded_stack.reader_url,
     ]
-    with psycopg.connect(out[2], connect_timeout=5) as conn:
-        assert conn.execute("SELECT 1").fetchone() == (1,)
+    # The session stack's worker URL names the owner; the reader follows it as the default login.
+    for url, user in zip(out[2:], [DEFAULT_ADMIN_USER, DEFAULT_ADMIN_USER, DEFAULT_READER_USER], strict=True):
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == (user,)
+
+
+def test_up_makes_the_default_logins_members_of_their_groups_and_is_idempotent(embedded_stack):
+    settings = embedded_stack.replace(
+        database_url=with_user(embedded_stack.database_url, DEFAULT_WORKER_USER)
+    )
+    assert stack.up(settings) == []  # PostgreSQL already runs: only the roles are seen to
+    assert stack.up(settings) == []
+    with psycopg.connect(settings.admin_url, autocommit=True) as conn:
+        assert db.ensure_logins(conn, settings.database_url, settings.reader_url) == []  # nothing left
+        for login, group in ((DEFAULT_WORKER_USER, db.WRITER_ROLE), (DEFAULT_READER_USER, db.READER_ROLE)):
+            row = conn.execute(
+                "SELECT rolcanlogin, rolsuper, rolcreaterole, rolcreatedb, pg_has_role(rolname, %s, 'MEMBER')"
+                " FROM pg_roles WHERE rolname = %s",
+                (group, login),
+            ).fetchone()
+            assert row == (True, False, False, False, True), login
+        assert conn.execute(
+            "SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (db.WRITER_ROLE,)
+        ).fetchone() == (False,)
+    for url, user in (
+        (settings.database_url, DEFAULT_WORKER_USER),
+        (settings.reader_url, DEFAULT_READER_USER),
+    ):
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            assert conn.execute("SELECT current_user, current_database()").fetchone() == (user, "hospital")
+
+
+def test_a_missing_login_is_created_with_its_password_and_an_existing_role_is_left_alone(embedded_stack):
+    name = f"login_{uuid.uuid4().hex[:8]}"
+    host, port = embedded_stack.database_address
+    superuser = f"postgresql://{stack.PG_SUPERUSER}@{host}:{port}/postgres"  # as compose's migrate runs
+    with psycopg.connect(superuser, autocommit=True) as conn:
+        conn.execute(f'CREATE ROLE "{name}" LOGIN')
+        writer = with_user(embedded_stack.database_url, f"{name}_w").replace("@", ":pw-1@", 1)
+        reader = with_user(embedded_stack.database_url, name).replace("@", ":pw-2@", 1)
+        assert db.ensure_logins(conn, writer, reader) == [f"created login {name}_w in {db.WRITER_ROLE}"]
+        assert db.ensure_logins(conn, writer, reader) == []
+        rows = conn.execute(
+            "SELECT rolname, rolpassword IS NOT NULL, pg_has_role(rolname, %s, 'MEMBER'),"
+            " pg_has_role(rolname, %s, 'MEMBER') FROM pg_authid WHERE rolname IN (%s, %s) ORDER BY 1",
+            (db.WRITER_ROLE, db.READER_ROLE, name, f"{name}_w"),
+        ).fetchall()
+        # The new login has the URL's password and its group; the role someone made gains nothing.
+        assert rows == [(name, False, False, False), (f"{name}_w", True, True, False)]
+        conn.execute(f'DROP ROLE "{name}", "{name}_w"')
 
 
 def test_busy_postgres_port_is_one_clear_line_and_starts_nothing(new_stack_settings):

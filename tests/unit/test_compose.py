@@ -28,6 +28,10 @@ DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 
 WORKER_COMMAND = ["faust", "-A", "hospital_stream.app", "worker", "-l", "info"]
+#: .env's PostgreSQL logins: (user, password) variables of the owner, the worker and the reader
+OWNER_LOGIN = ("POSTGRES_USER", "POSTGRES_PASSWORD")
+WORKER_LOGIN = ("POSTGRES_WORKER_USER", "POSTGRES_WORKER_PASSWORD")
+READER_LOGIN = ("POSTGRES_READER_USER", "POSTGRES_READER_PASSWORD")
 SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN")
 LOCALHOST = "127.0.0.1"
 
@@ -300,13 +304,28 @@ def test_app_settings_parse_and_point_at_the_compose_services(name: str, which: 
     assert f"PLAINTEXT://kafka:{kafka_port}" in environment(services["kafka"])[
         "KAFKA_ADVERTISED_LISTENERS"
     ].split(",")
-    db_host, db_port = settings.database_address
-    assert db_host == "postgres"
-    assert db_port in {port.container_port for port in published_ports(services["postgres"])}
-    url = urlsplit(settings.database_url)
-    assert url.username == env["POSTGRES_USER"]
-    assert url.password == env["POSTGRES_PASSWORD"]
-    assert url.path == "/" + env["POSTGRES_DB"]
+    postgres_ports = {port.container_port for port in published_ports(services["postgres"])}
+    logins = [(settings.database_url, WORKER_LOGIN), (settings.reader_url, READER_LOGIN)]
+    if name == "migrate":
+        logins.append((settings.admin_url, OWNER_LOGIN))
+    for database_url, (user, password) in logins:
+        url = urlsplit(database_url)
+        assert (url.hostname, url.port) == ("postgres", settings.database_address[1])
+        assert url.port in postgres_ports
+        assert (url.username, url.password) == (env[user], env[password])
+        assert url.path == "/" + env["POSTGRES_DB"]
+
+
+def test_least_privilege_only_migrate_holds_the_owners_credentials():
+    env = load_env_file(ENV_EXAMPLE)
+    assert len({env[user] for user, _ in (OWNER_LOGIN, WORKER_LOGIN, READER_LOGIN)}) == 3
+    assert len({env[password] for _, password in (OWNER_LOGIN, WORKER_LOGIN, READER_LOGIN)}) == 3
+    for name, svc in load_compose()["services"].items():
+        uses_owner_password = any("${POSTGRES_PASSWORD" in text for text in strings(svc))
+        assert uses_owner_password == (name in {"postgres", "migrate"}), name
+    worker = Settings.from_env(settings_env(service("worker"), env))
+    assert worker.admin_database_url is None
+    assert urlsplit(worker.admin_url).password is None
 
 
 def test_worker_settings_take_the_values_of_env_example() -> None:
@@ -463,14 +482,15 @@ def test_env_example_secrets_are_placeholders() -> None:
             assert "change-me" in value and value.lower() not in {"admin", "password", "postgres"}
     assert "change-me" in env["PGADMIN_DEFAULT_EMAIL"]
     assert re.fullmatch(r"[^@\s]+@[^@\s]+\.(com|org|net)", env["PGADMIN_DEFAULT_EMAIL"])
-    # The password is spliced into HOSPITAL_DATABASE_URL unencoded.
-    assert re.fullmatch(r"[A-Za-z0-9_-]+", env["POSTGRES_PASSWORD"])
+    # The passwords are spliced into the HOSPITAL_*DATABASE_URLs unencoded.
+    for _, password in (OWNER_LOGIN, WORKER_LOGIN, READER_LOGIN):
+        assert re.fullmatch(r"[A-Za-z0-9_-]+", env[password]), password
     assert "cp .env.example .env" in ENV_EXAMPLE.read_text(encoding="utf-8")
 
 
 def test_a_missing_env_file_stops_compose() -> None:
     variables = variable_references(load_compose())
-    for name in ("POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"):
+    for name in ("POSTGRES_DB", *OWNER_LOGIN, *WORKER_LOGIN, *READER_LOGIN):
         assert variables[name] == {":?"}, f"{name} should be ${{{name}:?message}} everywhere"
     with pytest.raises(KeyError):
         settings_env(service("worker"), {})
@@ -546,10 +566,12 @@ def test_pgadmin_registers_the_postgres_service() -> None:
     for server in servers.values():
         assert server["Host"] == "postgres"
         assert server["Port"] in postgres_ports
-        # servers.json cannot read .env: it names the user and database of .env.example.
-        assert server["Username"] == example["POSTGRES_USER"]
+        # servers.json cannot read .env: it names the users and database of .env.example.
         assert server["MaintenanceDB"] == example["POSTGRES_DB"]
         assert "Password" not in server and "PassFile" not in server
+    # The first server, the one people open, is the read-only login; the owner is there for schema work.
+    users = [server["Username"] for server in servers.values()]
+    assert users == [example["POSTGRES_READER_USER"], example["POSTGRES_USER"]]
     assert {port.container_port for port in published_ports(pgadmin)} == {80}
 
 

@@ -80,3 +80,63 @@ def test_parse_speed():
     assert parse_speed("1800") == 1800.0
     with pytest.raises(ValueError):
         parse_speed("fast")
+
+
+def test_least_privilege_by_default_three_logins_on_one_database():
+    settings = Settings.from_env({})
+    assert settings.database_url == "postgresql://hospital_worker@127.0.0.1:15432/hospital"
+    assert settings.admin_url == "postgresql://hospital@127.0.0.1:15432/hospital"
+    assert settings.reader_url == "postgresql://hospital_readonly@127.0.0.1:15432/hospital"
+    assert settings.admin_database_url is None and settings.reader_database_url is None
+
+
+def test_admin_and_reader_urls_follow_the_worker_url_without_its_password():
+    settings = Settings.from_env(
+        {"HOSPITAL_DATABASE_URL": "postgresql://w:secret@db.example:6543/h1?sslmode=require"}
+    )
+    assert settings.admin_url == "postgresql://hospital@db.example:6543/h1?sslmode=require"
+    assert settings.reader_url == "postgresql://hospital_readonly@db.example:6543/h1?sslmode=require"
+    assert (
+        settings.replace(database_url="postgresql://w@other/h2").admin_url == "postgresql://hospital@other/h2"
+    )
+
+
+def test_explicit_admin_and_reader_urls_win_and_round_trip():
+    env = {
+        "HOSPITAL_DATABASE_URL": "postgresql://w:pw1@db:5432/h",
+        "HOSPITAL_ADMIN_DATABASE_URL": "postgresql://owner:pw2@db:5432/h",
+        "HOSPITAL_READER_DATABASE_URL": "postgres://viewer:pw3@replica:5432/h",
+    }
+    settings = Settings.from_env(env)
+    assert settings.admin_url == env["HOSPITAL_ADMIN_DATABASE_URL"]
+    assert settings.reader_url == env["HOSPITAL_READER_DATABASE_URL"]
+    assert Settings.from_env(settings.to_env()) == settings
+    assert {k: v for k, v in settings.to_env().items() if k in env} == env
+    assert not any(word in repr(settings) for word in ("pw1", "pw2", "pw3"))
+    # Empty means derived, and stays derived through to_env (a later DATABASE_URL moves it along).
+    empty = Settings.from_env({**env, "HOSPITAL_ADMIN_DATABASE_URL": " "})
+    assert empty.admin_database_url is None and empty.to_env()["HOSPITAL_ADMIN_DATABASE_URL"] == ""
+
+
+@pytest.mark.parametrize("variable", ["HOSPITAL_ADMIN_DATABASE_URL", "HOSPITAL_READER_DATABASE_URL"])
+def test_a_bad_admin_or_reader_url_names_its_variable(variable):
+    with pytest.raises(ConfigError, match=f"^{variable}='mysql://x/y': expected a URL like postgresql://"):
+        Settings.from_env({variable: "mysql://x/y"})
+
+
+def test_settings_command_shows_every_url_with_passwords_hidden():
+    from click.testing import CliRunner
+
+    from hospital_stream.cli import main
+
+    env = {
+        "HOSPITAL_DATABASE_URL": "postgresql://w:pw-one@db:5432/h",
+        "HOSPITAL_READER_DATABASE_URL": "postgresql://viewer:pw-two@db:5432/h",
+    }
+    result = CliRunner().invoke(main, ["settings"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "pw-one" not in result.output and "pw-two" not in result.output
+    lines = result.output.splitlines()
+    assert "HOSPITAL_DATABASE_URL=postgresql://w:***@db:5432/h" in lines
+    assert "HOSPITAL_READER_DATABASE_URL=postgresql://viewer:***@db:5432/h" in lines
+    assert "HOSPITAL_ADMIN_DATABASE_URL=  # empty, so postgresql://hospital@db:5432/h" in lines

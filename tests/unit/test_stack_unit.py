@@ -105,6 +105,23 @@ def test_env_lines_survive_shell_eval_with_awkward_home(tmp_path):
     assert out.stdout == str(home)
 
 
+def test_env_lines_export_the_three_database_urls(tmp_path):
+    settings = _settings(tmp_path).replace(database_url="postgresql://hospital_worker@127.0.0.1:25432/h")
+    lines = dict(line.removeprefix("export ").split("=", 1) for line in stack.env_lines(settings))
+    assert lines["HOSPITAL_DATABASE_URL"] == "postgresql://hospital_worker@127.0.0.1:25432/h"
+    assert lines["HOSPITAL_ADMIN_DATABASE_URL"] == "postgresql://hospital@127.0.0.1:25432/h"
+    assert lines["HOSPITAL_READER_DATABASE_URL"] == "postgresql://hospital_readonly@127.0.0.1:25432/h"
+
+
+@pytest.mark.parametrize("variable", ["admin_database_url", "reader_database_url"])
+def test_a_database_url_naming_another_server_is_refused_before_anything_starts(tmp_path, variable):
+    settings = _settings(tmp_path).replace(**{variable: "postgresql://someone@127.0.0.1:5999/hospital"})
+    with pytest.raises(StackError, match=r"names 127\.0\.0\.1:5999, but the embedded PostgreSQL listens on"):
+        stack.up(settings, only=["postgres"])
+    assert not (tmp_path / "pgdata").exists()
+    stack._check_one_server(_settings(tmp_path))  # the derived URLs always name the one server
+
+
 @pytest.mark.parametrize("content", ["not a pid\n", "", "999999999\n"])
 def test_garbage_or_dead_broker_pid_file_is_cleaned_up(tmp_path, content):
     settings = _settings(tmp_path)
