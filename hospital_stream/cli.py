@@ -478,13 +478,47 @@ def status() -> None:
         click.echo(f"run {run[0]} (seed {run[1]['seed']}, {run[1]['beds']} beds)")
     click.echo(f"simulated date   {date[0] if date else '-'} (day {last_day} of {settings.schedule_days})")
     click.echo(f"days stored      {last_day + 1}")
-    click.echo(f"database size    {size[0] / 1e6:,.1f} MB" if size else "")
+    if size:
+        planned = _plan(settings, settings.schedule_days)["bytes"]
+        click.echo(
+            f"database size    {size[0] / 1e6:,.1f} MB of {planned / 1e6:,.0f} MB planned for "
+            f"{settings.schedule_days} days ({100 * size[0] / planned:.0f}%)"
+        )
     for table, count in counts.items():
         click.echo(f"  {table:18} {count:>12,}")
     assert stream is not None and dead is not None
     click.echo(f"transfers        streamed {stream[0]:,}, in batches {stream[1]:,}, both {stream[2]:,}")
     click.echo(f"dead letters     {dead[0]:,}")
     click.echo(f"consumer lag     {_consumer_lag(settings)}")
+
+
+def _plan(settings: Settings, days: int) -> dict[str, Any]:
+    from hospital_stream import plan, sim  # imported here: they load NumPy and the model
+
+    return plan.cached_estimate(sim.HospitalConfig.from_settings(settings), days, settings.home / "plans")
+
+
+@main.command("plan")
+@click.option("--days", type=click.IntRange(min=1), help="Simulated days (default: HOSPITAL_SCHEDULE_DAYS).")
+@click.option("--beds", type=click.IntRange(min=1), help="Beds (default: HOSPITAL_BEDS).")
+@click.option(
+    "--population", type=click.IntRange(min=1), help="Catchment size (default: HOSPITAL_POPULATION)."
+)
+@click.option("--seed", type=click.IntRange(min=0), help="Simulation seed (default: HOSPITAL_SEED).")
+@friendly_errors
+def plan_command(days: int | None, beds: int | None, population: int | None, seed: int | None) -> None:
+    """Predict rows and bytes per table of a run before it starts (needs no broker or database:
+    the simulator runs a sample of days and the rest is extrapolated)."""
+    settings = _settings(beds=beds, population=population, seed=seed)
+    days = days or settings.schedule_days
+    planned = _plan(settings, days)
+    click.echo(f"{days} simulated days of {settings.beds:,} beds and {settings.population:,} people:")
+    for table, figures in planned["tables"].items():
+        click.echo(f"  {table:18} {figures['rows']:>14,} rows {figures['bytes'] / 1e6:>10,.1f} MB")
+    click.echo(
+        f"  {'total':18} {planned['rows']:>14,} rows {planned['bytes'] / 1e6:>10,.1f} MB "
+        f"(database, catalog included; {planned['sampled_days']} days simulated, the rest extrapolated)"
+    )
 
 
 def _consumer_lag(settings: Settings) -> str:

@@ -217,10 +217,10 @@ class Settings:
         _parse_optional_day,
         "stop generating before this simulated day number (empty: the end of the schedule)",
     )
-    beds: int = _field("BEDS", "1200", _parse_positive_int, "staffed beds of the hospital")
+    beds: int = _field("BEDS", "1400", _parse_positive_int, "staffed beds of the hospital")
     population: int = _field(
         "POPULATION",
-        "1800000",
+        "5000000",
         _parse_positive_int,
         "people in the catchment population (stored as the patients table on day 0)",
     )

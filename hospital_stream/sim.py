@@ -162,8 +162,8 @@ class HospitalConfig:
 
     seed: int = 2020
     start_date: dt.date = dt.date(2020, 1, 1)
-    beds: int = 1200
-    population: int = 1_800_000
+    beds: int = 1400
+    population: int = 5_000_000
     #: the share of the catchment's admissions that come to this hospital
     market_share: float = 0.6
 

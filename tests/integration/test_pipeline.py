@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 
-from hospital_stream import db, models, sim, validate
+from hospital_stream import db, models, plan, sim, validate
 from hospital_stream.settings import DEFAULT_ADMIN_USER, DEFAULT_READER_USER, Settings
 
 from .conftest import free_port
@@ -133,6 +133,24 @@ def test_validate_passes_and_status_reports(reference_run):
     assert status.returncode == 0, status.stderr
     assert f"days stored      {DAYS}" in status.stdout
     assert "dead letters     0" in status.stdout
+    assert "MB planned for" in status.stdout
+
+
+def test_the_plan_predicts_the_rows_and_bytes_the_run_stored(reference_run):
+    config = sim.HospitalConfig(seed=4242, beds=100, population=150_000)
+    planned = plan.estimate(config, DAYS, sample_days=6)  # extrapolates half of the days
+    url = reference_run["HOSPITAL_DATABASE_URL"]
+    with psycopg.connect(url) as conn:
+        stored = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+        rows = {
+            table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            for table in ("lab_results", "prescriptions", "vital_signs", "admissions")
+        }
+    print(f"planned {planned.bytes / 1e6:.1f} MB, stored {stored / 1e6:.1f} MB")
+    assert abs(planned.bytes - stored) <= 0.15 * stored
+    for table in rows:
+        expected = next(t.rows for t in planned.tables if t.table == table)
+        assert abs(expected - rows[table]) <= 0.15 * rows[table], table
 
 
 def test_validate_fails_readably_when_an_invariant_breaks(reference_run, embedded_stack):

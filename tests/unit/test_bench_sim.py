@@ -16,7 +16,7 @@ def test_arguments_default_to_30_days_and_the_environments_hospital():
     args = bench_sim.parse_args([])
     assert (args.days, args.beds, args.population, args.seed, args.keep) == (30, None, None, None, False)
     settings = bench_sim.hospital_settings(args, {"HOSPITAL_BEDS": "300", "HOSPITAL_SEED": "7"})
-    assert (settings.beds, settings.seed, settings.population) == (300, 7, 1_800_000)
+    assert (settings.beds, settings.seed, settings.population) == (300, 7, 5_000_000)
 
 
 def test_arguments_override_the_environment():
