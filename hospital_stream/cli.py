@@ -18,11 +18,13 @@ import ctypes
 import datetime as dt
 import functools
 import logging
+import math
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -410,34 +412,70 @@ def worker(loglevel: str) -> None:
 
 
 class _Progress:
-    """Progress from PostgreSQL: complete days, rate, and whether the last day is stored."""
+    """Progress from PostgreSQL: complete days, rows/s, bytes against the plan, ETA. On a
+    terminal one line updated in place every 2 s; otherwise a plain line every 10 s."""
+
+    LOG_EVERY_SECONDS = 10.0
 
     def __init__(self, settings: Settings, first_day: int, end_day: int) -> None:
         self.settings, self.first_day, self.end_day = settings, first_day, end_day
         self.started = time.monotonic()
         self.last_day = first_day - 1
+        self.first_rows: tuple[int, float] | None = None  # rows inserted, when first seen
+        self.last_logged = -math.inf
+        self.tty = sys.stdout.isatty()
+        self.planned_bytes: float | None = None
+        # the plan takes seconds (the catchment is built first): worked out beside the run
+        threading.Thread(target=self._plan, daemon=True).start()
+
+    def _plan(self) -> None:
+        with contextlib.suppress(Exception):  # a progress figure, never worth failing a run for
+            self.planned_bytes = float(_plan(self.settings, self.settings.schedule_days)["bytes"])
 
     @property
     def reached(self) -> bool:
         return self.last_day >= self.end_day - 1
 
-    def report(self) -> None:
+    def report(self, final: bool = False) -> None:
         try:
             with db.connect(self.settings.database_url) as conn:
                 self.last_day = db.last_complete_day(conn)
+                row = conn.execute(
+                    "SELECT coalesce(sum(n_tup_ins), 0), pg_database_size(current_database())"
+                    " FROM pg_stat_user_tables"
+                ).fetchone()
         except HospitalStreamError as exc:
             click.echo(f"progress unavailable: {exc}", err=True)
             return
-        done = self.last_day - self.first_day + 1
-        rate = done / max(time.monotonic() - self.started, 1e-9)
-        total = self.end_day - self.first_day
+        rows, size = (int(row[0]), int(row[1])) if row else (0, 0)
+        now = time.monotonic()
+        if not (self.tty or final or now - self.last_logged >= self.LOG_EVERY_SECONDS):
+            return
+        self.last_logged = now
+        if self.first_rows is None:
+            self.first_rows = (rows, now)
+        elapsed = max(now - self.started, 1e-9)
+        rows_per_second = (rows - self.first_rows[0]) / max(now - self.first_rows[1], 1e-9)
+        done, total = self.last_day - self.first_day + 1, self.end_day - self.first_day
+        rate = done / elapsed
         date = self.settings.start_date + dt.timedelta(days=self.last_day)
-        through = f", through day {self.last_day} ({date})" if self.last_day >= 0 else ""
-        click.echo(f"{done}/{total} days stored{through}, {rate:.2f} days/s")
+        parts = [
+            f"{done}/{total} days stored" + (f", through day {self.last_day} ({date})" if done > 0 else "")
+        ]
+        parts.append(f"{rate:.2f} days/s, {rows_per_second:,.0f} rows/s")
+        planned = f" of {self.planned_bytes / 1e6:,.0f} MB planned" if self.planned_bytes else ""
+        parts.append(f"{size / 1e6:,.0f} MB{planned}")
+        if 0 < done < total:
+            parts.append(f"ETA {dt.timedelta(seconds=round((total - done) / rate))}")
+        line = " | ".join(parts)
+        if self.tty and not final:
+            click.echo(f"\r\033[K{line}", nl=False)
+        else:
+            click.echo(("\n" if self.tty else "") + line)
 
     def summary(self) -> bool:
         """Print what is stored now; True when the last day is."""
-        self.report()
+        self.report(final=True)
         elapsed = time.monotonic() - self.started
         verb = "stored" if self.reached else "stopped after"
         try:

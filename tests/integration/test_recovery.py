@@ -27,15 +27,31 @@ def _last_day(url: str) -> int:
         return -2
 
 
+_STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_run_outlives_its_test():
+    """A failed test must not leave a run behind (its worker dies with it: PR_SET_PDEATHSIG)."""
+    yield
+    while _STARTED:
+        run = _STARTED.pop()
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+
+
 def _start_run(env: dict[str, str], log, speed: str = "max") -> subprocess.Popen:
     remaining = DAYS - max(0, _last_day(env["HOSPITAL_DATABASE_URL"]) + 1)
-    return subprocess.Popen(
+    run = subprocess.Popen(
         [str(BIN / "hospital-stream"), "run", "--days", str(max(remaining, 1)), "--speed", speed],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
     )
+    _STARTED.append(run)
+    return run
 
 
 def test_worker_killed_at_random_moments_ends_identical(reference_run, embedded_stack, tmp_path):
