@@ -19,6 +19,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal
 
@@ -151,9 +152,15 @@ TRANSFER_COLUMNS = TABLES["transfers"].columns
 # --- COPY text encoding -------------------------------------------------------------------------
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]").search
 
 
 def _copy_field(value: Any) -> str:
+    kind = type(value)
+    if kind is int:  # the common cases first: this runs for every field of every tuple row
+        return str(value)
+    if kind is str:
+        return value.translate(_COPY_ESCAPES) if _NEEDS_ESCAPE(value) else value
     if value is None:
         return "\\N"
     if isinstance(value, str):

@@ -346,7 +346,14 @@ def _state_from_json(obj: dict[str, Any]) -> HospitalState:
 
 def copy_state(state: HospitalState) -> HospitalState:
     """A deep copy, so that simulating a day never changes the caller's state."""
-    return _state_from_json(_state_to_json(state))
+    return HospitalState(
+        next_day=state.next_day,
+        inpatients={
+            key: dataclasses.replace(p, plan=[list(step) for step in p.plan])
+            for key, p in state.inpatients.items()
+        },
+        staff={key: dataclasses.replace(member) for key, member in state.staff.items()},
+    )
 
 
 def encode_checkpoint(state: HospitalState) -> bytes:
@@ -378,9 +385,14 @@ class DayRecords:
 
 
 def ts(minute: int, start: dt.date) -> str:
-    """A model minute as an ISO timestamp in SAST."""
-    base = dt.datetime(start.year, start.month, start.day, tzinfo=SAST)
-    return (base + dt.timedelta(minutes=int(minute))).isoformat()
+    """A model minute as an ISO timestamp in SAST (``2020-01-01T08:05:00+02:00``)."""
+    day, minute_of_day = divmod(int(minute), MINUTES_PER_DAY)
+    return f"{_iso_date(start, day)}T{minute_of_day // 60:02d}:{minute_of_day % 60:02d}:00+02:00"
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso_date(start: dt.date, day: int) -> str:
+    return (start + dt.timedelta(days=day)).isoformat()
 
 
 def make_id(day: int, seq: int, width: int = 6) -> int:
@@ -1178,6 +1190,10 @@ class Hospital:
             days = min(days, OBSERVATION_MAX_DAYS)
         return max(240, int(days * MINUTES_PER_DAY))
 
+    @functools.cache  # noqa: B019 -- one Hospital per run, a handful of specialties
+    def _secondary_codes(self, specialty: str) -> list[str]:
+        return self.codes_by_category["comorbidity"] + self.codes_by_category[specialty]
+
     def _diagnoses(
         self,
         rng: np.random.Generator,
@@ -1193,7 +1209,7 @@ class Hospital:
         if specialty == "medicine" and rng.random() < _covid_factor(date) / (1 + _covid_factor(date)):
             primary_pool = self.codes_by_category["covid"]
         codes = [primary_pool[int(rng.integers(len(primary_pool)))]]
-        secondary = self.codes_by_category["comorbidity"] + self.codes_by_category[specialty]
+        secondary = self._secondary_codes(specialty)
         for _ in range(int(rng.poisson(3.0 + max(0.0, age) / 10))):
             code = secondary[int(rng.integers(len(secondary)))]
             if code not in codes:
@@ -1256,11 +1272,14 @@ def _birthday(birth: dt.date, age: int) -> dt.date:
         return dt.date(birth.year + age, 3, 1)
 
 
+#: emergency arrivals by hour: fewest around 04:00, most between 10:00 and 20:00
+_ARRIVAL_HOURS = np.cumsum([3, 2, 2, 2, 2, 2, 3, 4, 6, 7, 8, 8, 8, 8, 8, 8, 8, 8, 8, 7, 6, 5, 4, 3]) / 130
+
+
 def _arrival_minute(rng: np.random.Generator) -> int:
-    """Emergency arrivals: fewest around 04:00, most between 10:00 and 20:00."""
-    hour_weights = np.array([3, 2, 2, 2, 2, 2, 3, 4, 6, 7, 8, 8, 8, 8, 8, 8, 8, 8, 8, 7, 6, 5, 4, 3], float)
-    hour = rng.choice(24, p=hour_weights / hour_weights.sum())
-    return int(hour * 60 + rng.integers(60))
+    """An emergency arrival's minute of the day."""
+    hour = int(np.searchsorted(_ARRIVAL_HOURS, rng.random(), side="right"))
+    return min(hour, 23) * 60 + int(rng.integers(60))
 
 
 def _flu_factor(date: dt.date) -> float:
