@@ -217,7 +217,7 @@ class Settings:
         _parse_optional_day,
         "stop generating before this simulated day number (empty: the end of the schedule)",
     )
-    beds: int = _field("BEDS", "1400", _parse_positive_int, "staffed beds of the hospital")
+    beds: int = _field("BEDS", "1800", _parse_positive_int, "staffed beds of the hospital")
     population: int = _field(
         "POPULATION",
         "5000000",

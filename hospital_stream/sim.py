@@ -88,7 +88,10 @@ ICU = "icu"
 ICU_MEAN_STAY_DAYS = 3.0
 EMERGENCY_STAY_HOURS = (2, 10)
 OBSERVATION_MAX_DAYS = 2.0
+SAME_DAY_STAY_DAYS = 0.6
 BEDS_PER_WARD = 40
+#: the average share of beds in use a hospital is sized for (NHS planning: about 85%)
+PLANNING_OCCUPANCY = 0.85
 
 #: staff per bed of a ward, by role (doctors, nurses, allied health, support)
 STAFF_PER_BED = {"doctor": 0.22, "nurse": 1.05, "allied": 0.12, "support": 0.35}
@@ -162,10 +165,11 @@ class HospitalConfig:
 
     seed: int = 2020
     start_date: dt.date = dt.date(2020, 1, 1)
-    beds: int = 1400
+    beds: int = 1800
     population: int = 5_000_000
-    #: the share of the catchment's admissions that come to this hospital
-    market_share: float = 0.6
+    #: the share of the catchment's admissions that come to this hospital; None: the share its
+    #: beds are planned for (see :attr:`share`), the rest going to the catchment's other hospitals
+    market_share: float | None = None
 
     @classmethod
     def from_settings(cls, settings: Any) -> HospitalConfig:
@@ -185,31 +189,52 @@ class HospitalConfig:
             "start_date": self.start_date.isoformat(),
             "beds": self.beds,
             "population": self.population,
-            "market_share": self.market_share,
+            "market_share": round(self.share, 6),
         }
+
+    @functools.cached_property
+    def share(self) -> float:
+        """The share of the catchment's admissions that come here: given, or the share the beds
+        were planned for, PLANNING_OCCUPANCY of them busy on an average day of the year (a
+        hospital is sized for its share of the catchment; seasons and waves then push it above
+        and below that, and a full ward diverts)."""
+        if self.market_share is not None:
+            return self.market_share
+        whole_catchment = sum(self._bed_days(self._demand(1.0)).values())
+        return min(1.0, PLANNING_OCCUPANCY * self.beds / whole_catchment)
 
     @functools.cached_property
     def daily_demand(self) -> dict[str, float]:
         """Expected admissions a day per specialty, before seasons and waves."""
-        return {
-            s.name: self.population * s.rate_per_1000 / 1000 * self.market_share / 365 for s in SPECIALTIES
-        }
+        return self._demand(self.share)
+
+    def _demand(self, share: float) -> dict[str, float]:
+        return {s.name: self.population * s.rate_per_1000 / 1000 * share / 365 for s in SPECIALTIES}
+
+    @staticmethod
+    def _bed_days(demand: dict[str, float]) -> dict[str, float]:
+        """Bed-days a day each service, the emergency unit and the ICU need for ``demand``,
+        following how :meth:`Hospital._arrive` places and keeps each admission type."""
+        emergency_days = sum(EMERGENCY_STAY_HOURS) / 2 / 24
+        bed_days = {EMERGENCY_UNIT: 0.0, ICU: 0.0}
+        for s in SPECIALTIES:
+            emergency, urgent, observation, elective, same_day = (
+                demand[s.name] * share / sum(s.type_mix) for share in s.type_mix
+            )
+            observed = min(OBSERVATION_MAX_DAYS / 2, s.mean_stay_days * 0.35)
+            bed_days[EMERGENCY_UNIT] += (emergency + urgent) * emergency_days + observation * observed
+            bed_days[s.name] = (emergency + urgent) * max(0.0, s.mean_stay_days - emergency_days) + (
+                elective * s.mean_stay_days + same_day * SAME_DAY_STAY_DAYS
+            )
+            bed_days[ICU] += (
+                (emergency + urgent + (elective + same_day) / 3) * s.icu_risk * ICU_MEAN_STAY_DAYS
+            )
+        return bed_days
 
     @functools.cached_property
     def wards(self) -> tuple[Ward, ...]:
         """Beds planned in proportion to the bed-days each service is expected to need."""
-        demand = self.daily_demand
-        bed_days = {s.name: demand[s.name] * s.mean_stay_days for s in SPECIALTIES}
-        emergency_hours = sum(EMERGENCY_STAY_HOURS) / 2
-        bed_days[EMERGENCY_UNIT] = sum(
-            demand[s.name]
-            * (
-                (s.type_mix[0] + s.type_mix[1]) * emergency_hours / 24
-                + s.type_mix[2] * min(OBSERVATION_MAX_DAYS, s.mean_stay_days * 0.35)
-            )
-            for s in SPECIALTIES
-        )
-        bed_days[ICU] = sum(demand[s.name] * s.icu_risk for s in SPECIALTIES) * ICU_MEAN_STAY_DAYS
+        bed_days = self._bed_days(self.daily_demand)
         total = sum(bed_days.values())
         names = {s.name: (s.ward_name, s.code) for s in SPECIALTIES}
         names[EMERGENCY_UNIT] = ("Emergency Unit", "EMER")
@@ -1183,7 +1208,7 @@ class Hospital:
         if admission_type == "OBSERVATION":
             mean = min(OBSERVATION_MAX_DAYS / 2, mean * 0.35)
         elif admission_type == "SURGICAL SAME DAY":
-            mean = 0.6
+            mean = SAME_DAY_STAY_DAYS
         sigma = 0.8
         days = rng.lognormal(math.log(mean) - sigma**2 / 2, sigma)
         if admission_type == "OBSERVATION":
