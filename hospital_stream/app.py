@@ -30,7 +30,7 @@ app = faust.App(
     settings.app_id,
     broker=settings.kafka_url,
     store="memory://",
-    autodiscover=["hospital_stream.agents", "hospital_stream.views"],
+    autodiscover=["hospital_stream.agents", "hospital_stream.views", "hospital_stream.dashboard"],
     origin="hospital_stream",
     topic_partitions=settings.topic_partitions,
     topic_replication_factor=1,

@@ -312,7 +312,7 @@ def _run_worker(settings: Settings, first_day: int, end_day: int, loglevel: str)
         click.echo(f"day 0 loads the catchment population ({settings.population:,} people) first")
     click.echo(
         f"simulating days {first_day}..{end_day - 1} at speed {settings.speed or 'max'}; "
-        f"web view {settings.web_url}occupancy/ and {settings.web_url}staff/; Ctrl-C stops"
+        f"dashboard {settings.web_url}dashboard/ (JSON: /occupancy/, /staff/, /metrics); Ctrl-C stops"
     )
     progress = _Progress(settings, first_day, end_day)
     argv = [sys.executable, "-m", "hospital_stream.cli", "worker", "--loglevel", loglevel]

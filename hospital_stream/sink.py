@@ -27,6 +27,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from hospital_stream import db
 from hospital_stream.errors import DatabaseError, InvalidMessage
+from hospital_stream.metrics import METRICS
 from hospital_stream.models import (
     TRANSFER_COLUMNS,
     BatchMessage,
@@ -141,6 +142,7 @@ class PostgresSink(Service):
         delay, started = 0.5, time.monotonic()
         while True:
             try:
+                flush_started = time.perf_counter()
                 result = await self._store_once(messages)
                 break
             except psycopg.OperationalError as exc:
@@ -158,6 +160,13 @@ class PostgresSink(Service):
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 15.0)
+        METRICS.record_flush(  # the attempt that committed
+            time.perf_counter() - flush_started,
+            len(messages),
+            result.rows,
+            result.transfers_streamed,
+            result.dead_letters,
+        )
         return result
 
     async def _store_once(self, messages: Sequence[Incoming]) -> StoreResult:
