@@ -30,7 +30,7 @@ from hospital_stream import db, sim
 from hospital_stream.dashboard import minimum_staffing
 from hospital_stream.settings import Settings
 
-from .test_pipeline import BIN, cli, hospital_env
+from .test_pipeline import BIN, _produce, cli, hospital_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -65,21 +65,6 @@ UNCONFIRMED_TRANSFER = {
 def _get(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=10) as response:
         return json.load(response)
-
-
-def _produce(stack: Settings, topic: str, values: list[bytes]) -> None:
-    from aiokafka import AIOKafkaProducer
-
-    async def send() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers="{}:{}".format(*stack.kafka_address), max_batch_size=1)
-        await producer.start()
-        try:
-            for value in values:
-                await producer.send_and_wait(topic, value, key=b"bad")
-        finally:
-            await producer.stop()
-
-    asyncio.run(send())
 
 
 def _end_offsets(stack: Settings, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
