@@ -301,8 +301,13 @@ def _hospital_config(settings: Settings) -> dict[str, Any]:
 
 #: a worker that outlives its stop request this long is killed (see the embedded broker's defects)
 WORKER_STOP_SECONDS = 60.0
-#: in a row: a broker that keeps losing its messages is not worth restarting for ever
-MAX_BROKER_RESTARTS = 5
+#: restarts in one run: a worker that keeps failing is not worth restarting for ever
+MAX_RESTARTS = 5
+STALLED = -1  # _supervise's code for a worker it killed because it stalled
+RESTART_REASONS = {
+    BrokerLost.exit_code: "the broker lost its messages",
+    STALLED: "the worker stored nothing for too long",
+}
 
 
 def _run_worker(settings: Settings, first_day: int, end_day: int, loglevel: str) -> bool:
@@ -323,11 +328,11 @@ def _run_worker(settings: Settings, first_day: int, end_day: int, loglevel: str)
         while True:
             child = subprocess.Popen(argv, env=env, preexec_fn=_die_with_parent)
             code = _supervise(child, progress, stop_requested)
-            if code != BrokerLost.exit_code or stop_requested() or restarts >= MAX_BROKER_RESTARTS:
+            if code not in RESTART_REASONS or stop_requested() or restarts >= MAX_RESTARTS:
                 break
             restarts += 1
             click.echo(
-                "the broker lost its messages: starting the worker again from PostgreSQL's last complete day"
+                f"{RESTART_REASONS[code]}: starting the worker again from PostgreSQL's last complete day"
             )
     reached = progress.summary()
     if code != 0 and not reached and not stop_requested():
@@ -339,7 +344,12 @@ def _supervise(
     child: subprocess.Popen[bytes], progress: _Progress, stop_requested: Callable[[], bool]
 ) -> int:
     """Report progress until the child exits; ask it to stop when the last day is stored or
-    when we are asked to stop, and kill it if it does not within WORKER_STOP_SECONDS."""
+    when we are asked to stop, and kill it if it does not within WORKER_STOP_SECONDS. A worker
+    that stores nothing for its stall limit is killed (SIGKILL loses nothing: what it had not
+    acknowledged is read again) and STALLED returned, so that it starts again."""
+    speed, stall_seconds = progress.settings.speed, progress.settings.stall_seconds
+    stall_limit = max(stall_seconds, 3 * 180 / speed) if speed else stall_seconds
+    progress.last_change = time.monotonic()  # a new worker's stall is counted from its start
     stop_sent_at: float | None = None
     while True:
         try:
@@ -351,6 +361,10 @@ def _supervise(
             if progress.reached or stop_requested():
                 child.send_signal(signal.SIGTERM)  # the worker's own clean shutdown
                 stop_sent_at = time.monotonic()
+            elif time.monotonic() - progress.last_change > stall_limit:
+                child.kill()
+                child.wait()
+                return STALLED
         elif time.monotonic() - stop_sent_at > WORKER_STOP_SECONDS:
             click.echo(f"the worker did not stop within {WORKER_STOP_SECONDS:.0f} s: killing it", err=True)
             child.kill()
@@ -425,6 +439,9 @@ class _Progress:
         self.last_logged = -math.inf
         self.tty = sys.stdout.isatty()
         self.planned_bytes: float | None = None
+        #: when the stored days or rows last changed (or PostgreSQL could not be asked)
+        self.last_change = self.started
+        self._seen: tuple[int, int] | None = None
         # the plan takes seconds (the catchment is built first): worked out beside the run
         threading.Thread(target=self._plan, daemon=True).start()
 
@@ -446,9 +463,12 @@ class _Progress:
                 ).fetchone()
         except HospitalStreamError as exc:
             click.echo(f"progress unavailable: {exc}", err=True)
+            self.last_change = time.monotonic()  # an outage is the sink's to judge, not a stall
             return
         rows, size = (int(row[0]), int(row[1])) if row else (0, 0)
         now = time.monotonic()
+        if (self.last_day, rows) != self._seen:
+            self._seen, self.last_change = (self.last_day, rows), now
         if not (self.tty or final or now - self.last_logged >= self.LOG_EVERY_SECONDS):
             return
         self.last_logged = now

@@ -249,6 +249,12 @@ class Settings:
         _parse_positive_float,
         "how long the sink keeps retrying an unreachable PostgreSQL before the worker stops",
     )
+    stall_seconds: float = _field(
+        "STALL_SECONDS",
+        "300",
+        _parse_positive_float,
+        "`run` restarts a worker that stores nothing for this long (at least three stream slots)",
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

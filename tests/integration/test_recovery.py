@@ -3,9 +3,12 @@ mid-run; either way the run ends with exactly the rows of an uninterrupted run."
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import subprocess
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -106,7 +109,7 @@ def test_postgres_outage_mid_run_loses_nothing(reference_run, new_stack_settings
 def test_broker_restarted_empty_mid_run_resumes_identical(reference_run, new_stack_settings, tmp_path):
     stack_settings: Settings = new_stack_settings()
     stack.up(stack_settings)
-    env = hospital_env(stack_settings)
+    env = hospital_env(stack_settings, HOSPITAL_STALL_SECONDS="60")  # a stall would heal, not hang
     url = env["HOSPITAL_DATABASE_URL"]
     log_path = tmp_path / "run.log"
     with log_path.open("w") as log:
@@ -118,7 +121,7 @@ def test_broker_restarted_empty_mid_run_resumes_identical(reference_run, new_sta
         stored_before = _last_day(url)
         stack.down(stack_settings, only=["broker"])  # every topic, offset and changelog is gone
         stack.up(stack_settings, only=["broker"])
-        assert run.wait(timeout=240) == 0, log_path.read_text()[-3000:]
+        assert run.wait(timeout=400) == 0, log_path.read_text()[-3000:]
     print(f"broker restarted empty with days up to {stored_before} of {DAYS} stored")
     assert stored_before < DAYS - 1
     output = log_path.read_text()
@@ -153,5 +156,25 @@ def test_postgres_down_past_the_limit_stops_clearly_and_a_new_run_ends_identical
         assert final.wait(timeout=300) == 0, log_path.read_text()[-3000:]
     print(f"the worker stopped {stopped_after:.1f} s after PostgreSQL went down (limit 6 s)")
     assert stopped_after < 60
+    assert data_checksums(url) == data_checksums(reference_run["HOSPITAL_DATABASE_URL"])
+    assert cli(env, "validate").returncode == 0
+
+
+def test_a_frozen_worker_is_restarted_and_the_run_ends_identical(reference_run, embedded_stack, tmp_path):
+    env = hospital_env(embedded_stack, HOSPITAL_STALL_SECONDS="25")  # a restart takes ~15 s
+    url = env["HOSPITAL_DATABASE_URL"]
+    log_path = tmp_path / "run.log"
+    with log_path.open("w") as log:
+        run = _start_run(env, log, speed="300")  # 3 s a day: most days come after the freeze
+        deadline = time.monotonic() + 120
+        while _last_day(url) < 1 and time.monotonic() < deadline and run.poll() is None:
+            time.sleep(0.5)
+        assert run.poll() is None and _last_day(url) < DAYS - 2, log_path.read_text()[-3000:]
+        (worker,) = (int(pid) for pid in Path(f"/proc/{run.pid}/task/{run.pid}/children").read_text().split())
+        os.kill(worker, signal.SIGSTOP)  # alive, holding its partitions, storing nothing
+        assert run.wait(timeout=300) == 0, log_path.read_text()[-3000:]
+    output = log_path.read_text()
+    assert "the worker stored nothing for too long" in output and "Traceback" not in output
+    assert not Path(f"/proc/{worker}").exists()
     assert data_checksums(url) == data_checksums(reference_run["HOSPITAL_DATABASE_URL"])
     assert cli(env, "validate").returncode == 0
