@@ -57,6 +57,13 @@ def _start_run(env: dict[str, str], log, speed: str = "max") -> subprocess.Popen
     return run
 
 
+def _wait_for_day(url: str, run: subprocess.Popen, day: int, timeout: float = 120) -> None:
+    """Until ``day`` is stored, the run ended, or ``timeout`` passed."""
+    deadline = time.monotonic() + timeout
+    while _last_day(url) < day and time.monotonic() < deadline and run.poll() is None:
+        time.sleep(0.5)
+
+
 def test_worker_killed_at_random_moments_ends_identical(reference_run, embedded_stack, tmp_path):
     env = hospital_env(embedded_stack)
     url = env["HOSPITAL_DATABASE_URL"]
@@ -87,9 +94,7 @@ def test_postgres_outage_mid_run_loses_nothing(reference_run, new_stack_settings
     url = env["HOSPITAL_DATABASE_URL"]
     with (tmp_path / "run.log").open("w") as log:
         run = _start_run(env, log, speed="900")  # a day a second: most days come after the outage
-        deadline = time.monotonic() + 120
-        while _last_day(url) < 1 and time.monotonic() < deadline and run.poll() is None:
-            time.sleep(0.5)
+        _wait_for_day(url, run, 1)
         assert run.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
         stored_before = _last_day(url)
         stack.down(stack_settings, only=["postgres"])
@@ -114,9 +119,7 @@ def test_broker_restarted_empty_mid_run_resumes_identical(reference_run, new_sta
     log_path = tmp_path / "run.log"
     with log_path.open("w") as log:
         run = _start_run(env, log, speed="150")  # 6 s a day: most days come after the loss
-        deadline = time.monotonic() + 120
-        while _last_day(url) < 2 and time.monotonic() < deadline and run.poll() is None:
-            time.sleep(0.5)
+        _wait_for_day(url, run, 2)
         assert run.poll() is None, log_path.read_text()[-3000:]
         stored_before = _last_day(url)
         stack.down(stack_settings, only=["broker"])  # every topic, offset and changelog is gone
@@ -140,9 +143,7 @@ def test_postgres_down_past_the_limit_stops_clearly_and_a_new_run_ends_identical
     log_path = tmp_path / "run.log"
     with log_path.open("w") as log:
         run = _start_run(env, log, speed="900")
-        deadline = time.monotonic() + 120
-        while _last_day(url) < 1 and time.monotonic() < deadline and run.poll() is None:
-            time.sleep(0.5)
+        _wait_for_day(url, run, 1)
         stack.down(stack_settings, only=["postgres"])
         down_at = time.monotonic()
         code = run.wait(timeout=120)
@@ -166,9 +167,7 @@ def test_a_frozen_worker_is_restarted_and_the_run_ends_identical(reference_run, 
     log_path = tmp_path / "run.log"
     with log_path.open("w") as log:
         run = _start_run(env, log, speed="300")  # 3 s a day: most days come after the freeze
-        deadline = time.monotonic() + 120
-        while _last_day(url) < 1 and time.monotonic() < deadline and run.poll() is None:
-            time.sleep(0.5)
+        _wait_for_day(url, run, 1)
         assert run.poll() is None and _last_day(url) < DAYS - 2, log_path.read_text()[-3000:]
         (worker,) = (int(pid) for pid in Path(f"/proc/{run.pid}/task/{run.pid}/children").read_text().split())
         os.kill(worker, signal.SIGSTOP)  # alive, holding its partitions, storing nothing
