@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from hospital_stream import clinical, reference
-from hospital_stream.models import HospitalContext
+from hospital_stream.models import TABLES, HospitalContext
 from hospital_stream.reference import address_pool, icd10_codes, name_pools
 
 SAST = dt.timezone(dt.timedelta(hours=2), "SAST")
@@ -39,7 +39,8 @@ CHUNK_ROWS = 5000
 #: people drawn and rendered together (see PopulationColumns); a multiple of CHUNK_ROWS, so no
 #: chunk of the patients table straddles two blocks. Changing it changes the people drawn.
 POPULATION_BLOCK = 50_000
-#: the patients table (sql/0001_create_core_tables.sql)
+#: the patients table's columns, in COPY order
+PATIENT_COLUMNS = TABLES["patients"].columns
 PATIENT_COLUMNS = (
     "patient_id",
     "national_id",
