@@ -41,18 +41,6 @@ CHUNK_ROWS = 5000
 POPULATION_BLOCK = 50_000
 #: the patients table's columns, in COPY order
 PATIENT_COLUMNS = TABLES["patients"].columns
-PATIENT_COLUMNS = (
-    "patient_id",
-    "national_id",
-    "first_name",
-    "last_name",
-    "sex",
-    "birth_date",
-    "address",
-    "city",
-    "postal_code",
-    "sim_day",
-)
 
 
 # --- configuration -------------------------------------------------------------------------------

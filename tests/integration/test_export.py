@@ -30,6 +30,7 @@ from hospital_stream import db, export, stack
 from hospital_stream.settings import Settings
 
 from .conftest import _stack_settings, _traversable_tempdir, free_port
+from .test_pipeline import cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -51,17 +52,6 @@ INSERT INTO procedure_codes VALUES
     ('0DTJ4ZZ', 'Resection of Appendix, Percutaneous Endoscopic Approach', 'surgery')
 ON CONFLICT DO NOTHING;
 """
-
-
-def cli(env: dict[str, str], *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / "hospital-stream"), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def insert_clinical_rows(url: str) -> None:
