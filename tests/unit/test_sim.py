@@ -2,6 +2,7 @@
 
 import collections
 import datetime as dt
+import itertools
 
 import numpy as np
 import pytest
@@ -239,3 +240,30 @@ def test_clinical_rates_come_out_in_the_published_ranges(days):
     prescriptions = sum(len(records.tables["prescriptions"]) for records in steady)
     assert 8.9 <= labs / bed_days <= 13.2  # lab tests per patient-day (realism.md)
     assert 25 <= prescriptions / admissions <= 45  # MIMIC-IV: about 36 per admission
+
+
+def test_cancellations_reverse_the_admissions_last_event_the_same_day(days):
+    """A11/A12/A13 at small rates, each undoing the event before it (realism.md, HL7 v2)."""
+    events: dict[int, list[tuple]] = collections.defaultdict(list)
+    cancelled_at, discharged, diagnosed = {}, set(), set()
+    for records in days:
+        for row in records.tables["transfers"]:
+            events[row[1]].append(row)
+        cancelled_at |= {row[0]: row[6] for row in records.tables["admissions"] if row[6] is not None}
+        discharged |= {row[0] for row in records.tables["admission_discharges"]}
+        diagnosed |= {row[0] for row in records.tables["diagnoses"]}
+    kinds = collections.Counter(row[3] for rows in events.values() for row in rows)
+    cancellations = sum(kinds[f"cancel_{event}"] for event in ("admit", "transfer", "discharge"))
+    assert all(kinds[f"cancel_{event}"] > 0 for event in ("admit", "transfer", "discharge")), kinds
+    assert cancellations < 0.01 * kinds.total(), kinds
+    for admission_id, rows in events.items():
+        rows.sort(key=lambda r: (r[6], r[0]))
+        assert [r[0] for r in rows] == sorted(r[0] for r in rows)  # ids follow event time
+        for before, row in itertools.pairwise(rows):
+            if row[3].startswith("cancel_"):
+                assert (before[3], before[4], before[5]) == (row[3].removeprefix("cancel_"), row[5], row[4])
+                assert before[7] == row[7] and before[6] < row[6]
+        if rows[-1][3] == "cancel_admit":
+            assert len(rows) == 2 and cancelled_at[admission_id] == rows[-1][6]
+            assert admission_id not in discharged and admission_id not in diagnosed
+    assert len(cancelled_at) == kinds["cancel_admit"]
