@@ -13,6 +13,7 @@ seasons, weekdays, COVID-19 waves) and lengths of stay, bounded by the beds of e
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import datetime as dt
 import functools
@@ -20,6 +21,7 @@ import heapq
 import itertools
 import json
 import math
+import operator
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
@@ -293,6 +295,11 @@ class Inpatient:
     service: str = "medicine"
     admission_type: str = "EMERGENCY"
 
+    @property
+    def steps(self) -> int:
+        """The steps left in the plan."""
+        return len(self.plan)
+
 
 @dataclasses.dataclass
 class StaffMember:
@@ -333,85 +340,92 @@ class HospitalState:
 
 
 def copy_state(state: HospitalState) -> HospitalState:
-    """A copy that simulating a day may change without changing ``state``: the inpatients are
-    copied (a day moves them and changes their plans); staff members are shared, and a day
-    replaces one before changing it (see :meth:`Hospital._staff_day`)."""
-    return HospitalState(
-        next_day=state.next_day,
-        inpatients={
-            key: Inpatient(
-                p.admission_id,
-                p.patient_id,
-                p.ward_id,
-                p.admitted_at,
-                [[minute, ward] for minute, ward in p.plan],
-                p.dies,
-                p.discharge_location,
-                p.delays,
-                p.service,
-                p.admission_type,
-            )
-            for key, p in state.inpatients.items()
-        },
-        staff=dict(state.staff),
+    """A copy that simulating a day may change without changing ``state``. Inpatients and staff
+    are shared: a day replaces an inpatient with a step due, or a staff member who moves, by a
+    copy before changing it (see :meth:`Hospital._patient_day` and :meth:`Hospital._staff_day`)."""
+    return HospitalState(next_day=state.next_day, inpatients=dict(state.inpatients), staff=dict(state.staff))
+
+
+def _copy_inpatient(p: Inpatient) -> Inpatient:
+    return Inpatient(
+        p.admission_id,
+        p.patient_id,
+        p.ward_id,
+        p.admitted_at,
+        [[minute, ward] for minute, ward in p.plan],
+        p.dies,
+        p.discharge_location,
+        p.delays,
+        p.service,
+        p.admission_type,
     )
 
 
+#: every string a state holds, numbered for the checkpoint
+_CHECKPOINT_WORDS = {
+    word: index
+    for index, word in enumerate(
+        dict.fromkeys(
+            (
+                *STAFF_PER_BED,
+                EMERGENCY_UNIT,
+                ICU,
+                *(s.name for s in SPECIALTIES),
+                *ALLIED_SPECIALTIES,
+                *SUPPORT_SPECIALTIES,
+                *NURSE_SHIFTS,
+                *ADMISSION_TYPES,
+                *(name for name, _ in DISCHARGE_LOCATIONS),
+            )
+        )
+    )
+}
 #: the checkpoint's first bytes: a compact binary encoding (before it, zlib-compressed JSON)
 CHECKPOINT_MAGIC = b"HSC2"
-_INPATIENT_FIELDS = 10  # the Inpatient fields, strings as word indices, then the plan's length
-_STAFF_FIELDS = 8
+#: the Inpatient's fields, with the plan's length in place of the plan (its steps follow apart)
+_INPATIENT_ATTRIBUTES = (
+    "admission_id",
+    "patient_id",
+    "ward_id",
+    "admitted_at",
+    "dies",
+    "discharge_location",
+    "delays",
+    "service",
+    "admission_type",
+    "steps",
+)
+_INPATIENT_FIELDS = len(_INPATIENT_ATTRIBUTES)
+_STAFF_ATTRIBUTES = tuple(field.name for field in dataclasses.fields(StaffMember))
+_STAFF_FIELDS = len(_STAFF_ATTRIBUTES)
 
 
 def encode_checkpoint(state: HospitalState) -> bytes:
     """The state, exact and safe to load: a JSON header (the day, the strings, the shapes), then
     three little-endian int64 arrays (inpatients, their plans' steps, staff), zlib-compressed.
     Equal states give equal bytes."""
-    words: dict[str, int] = {}
-
-    def word(text: str) -> int:
-        return words.setdefault(text, len(words))
-
+    word = _CHECKPOINT_WORDS
     inpatients = list(state.inpatients.values())
-    patients = [
-        (
-            p.admission_id,
-            p.patient_id,
-            p.ward_id,
-            p.admitted_at,
-            int(p.dies),
-            word(p.discharge_location),
-            p.delays,
-            word(p.service),
-            word(p.admission_type),
-            len(p.plan),
-        )
-        for p in inpatients
-    ]
-    steps = [step for p in inpatients for step in p.plan]
-    staff = [
-        (
-            s.staff_id,
-            word(s.role),
-            word(s.specialty),
-            s.birth_date,
-            s.ward_id,
-            word(s.shift),
-            s.assignment_id,
-            s.since,
-        )
-        for s in state.staff.values()
-    ]
     arrays = [
-        np.array(rows, dtype="<i8").reshape(-1, width)
-        for rows, width in ((patients, _INPATIENT_FIELDS), (steps, 2), (staff, _STAFF_FIELDS))
+        _int_rows(inpatients, _INPATIENT_ATTRIBUTES, word),
+        np.array([step for p in inpatients for step in p.plan], dtype="<i8").reshape(-1, 2),
+        _int_rows(list(state.staff.values()), _STAFF_ATTRIBUTES, word),
     ]
     header = json.dumps(
-        {"next_day": state.next_day, "words": list(words), "rows": [len(a) for a in arrays]},
+        {"next_day": state.next_day, "words": list(word), "rows": [len(a) for a in arrays]},
         separators=(",", ":"),
     ).encode()
     body = len(header).to_bytes(4, "little") + header + b"".join(a.tobytes() for a in arrays)
     return CHECKPOINT_MAGIC + zlib.compress(body, 1)
+
+
+def _int_rows(objects: list[Any], attributes: tuple[str, ...], word: dict[str, int]) -> np.ndarray:
+    """The attributes of ``objects`` as rows of int64, strings as their numbers in ``word``."""
+    out = np.empty((len(objects), len(attributes)), dtype="<i8")
+    for j, attribute in enumerate(attributes):
+        values = list(map(operator.attrgetter(attribute), objects))
+        out[:, j] = [word[v] for v in values] if values and isinstance(values[0], str) else values
+    return out
 
 
 def decode_checkpoint(blob: bytes) -> HospitalState:
@@ -799,6 +813,8 @@ class Hospital:
         self.config = config
         self.population = Population(config)
         codes = icd10_codes()
+        self.codes = tuple(code.code for code in codes)
+        self.code_index = {code: index for index, code in enumerate(self.codes)}
         self.codes_by_category: dict[str, list[str]] = {}
         for code in codes:
             self.codes_by_category.setdefault(code.category, []).append(code.code)
@@ -888,9 +904,7 @@ class Hospital:
                         0,
                     )
                 )
-                tables["diagnoses"].extend(
-                    (admission_id, k, code, 0) for k, code in enumerate(codes, start=1)
-                )
+                tables["diagnoses"].extend((admission_id, k, code) for k, code in enumerate(codes, start=1))
         state.next_day = 0
         return state, tables
 
@@ -978,10 +992,24 @@ class Hospital:
             _rng(config, day, 4), day, config.start_date, self._stays(day, present)
         )
         state.next_day = day + 1
+        extra["diagnoses"] = self._diagnosis_columns(tables.pop("diagnoses"), day)
         ordered = {**extra, **tables, **clinical_tables}
         ordered_tables = {name: ordered[name] for name in TABLE_ORDER if name in ordered}
         return DayRecords(
             day, config.date_of(day), ordered_tables, self._select_streamed(tables["transfers"], day), state
+        )
+
+    def _diagnosis_columns(self, rows: list[tuple[Any, ...]], day: int) -> clinical.Columns:
+        """The day's diagnoses, the largest table the event loop writes, as columns."""
+        admission, seq, code = (list(column) for column in zip(*rows, strict=True)) if rows else ([], [], [])
+        return clinical.Columns(
+            TABLES["diagnoses"].columns,
+            (
+                clinical._Int(np.array(admission, dtype=np.int64)),
+                clinical._Int(np.array(seq, dtype=np.int64)),
+                clinical._Text(np.array([self.code_index[c] for c in code], dtype=np.int64), self.codes),
+                clinical._Constant(day, len(rows)),
+            ),
         )
 
     def _staff_day(self, state: HospitalState, tables: dict[str, list[tuple[Any, ...]]], day: int) -> None:
@@ -989,9 +1017,16 @@ class Hospital:
         config, rng = self.config, _rng(self.config, day, 2)
         today = config.date_of(day)
         yesterday = (today - dt.timedelta(days=1)).isoformat()
+        # everyone born on the day 65 years back (give or take the leap days) whose 65th
+        # birthday is today
+        back = today.toordinal() - round(RETIREMENT_AGE * 365.25)
+        retiring = {
+            ordinal
+            for ordinal in range(back - 3, back + 4)
+            if _birthday(dt.date.fromordinal(ordinal), RETIREMENT_AGE) == today
+        }
         for member in sorted(state.staff.values(), key=lambda m: m.staff_id):
-            birth = dt.date.fromordinal(member.birth_date)
-            if _birthday(birth, RETIREMENT_AGE) != today:
+            if member.birth_date not in retiring:
                 continue
             del state.staff[member.staff_id]
             tables["staff_retirements"].append((member.staff_id, today.isoformat()))
@@ -1017,18 +1052,17 @@ class Hospital:
             for m, u in zip(candidates, rng.random(len(candidates)), strict=True)
             if u < ROTATION_RATE_PER_DAY and m.role in ("doctor", "nurse")
         ]
+        colleagues: dict[tuple[str, str], list[StaffMember]] = {}
+        for m in candidates:
+            colleagues.setdefault((m.role, m.specialty), []).append(m)
         taken: set[int] = set()
         for mover in movers:
             if mover.staff_id in taken:
                 continue
             partners = [
                 m
-                for m in candidates
-                if m.role == mover.role
-                and m.specialty == mover.specialty
-                and m.ward_id != mover.ward_id
-                and m.staff_id not in taken
-                and m.staff_id != mover.staff_id
+                for m in colleagues[mover.role, mover.specialty]
+                if m.ward_id != mover.ward_id and m.staff_id not in taken and m.staff_id != mover.staff_id
             ]
             if not partners:
                 continue
@@ -1062,6 +1096,10 @@ class Hospital:
         rng, cancel_draw = _rng(config, day, 3), _CancelDraws(_rng(config, day, 5))
         start = config.start_date
         day_start, day_end = day * MINUTES_PER_DAY, (day + 1) * MINUTES_PER_DAY
+        # only an inpatient with a step due today changes today: it becomes a copy of its own
+        for key, patient in state.inpatients.items():
+            if patient.plan and patient.plan[0][0] < day_end:
+                state.inpatients[key] = _copy_inpatient(patient)
         present = {
             p.admission_id: Presence(p, p.ward_id, p.plan[-1][0] if p.plan else day_end, day_end)
             for p in state.inpatients.values()
@@ -1093,8 +1131,13 @@ class Hospital:
             return make_id(day, counters[kind], width)
 
         def free_ward(specialty: str) -> Ward | None:
-            wards = [w for w in config.wards_by_specialty[specialty] if occupancy[w.ward_id] < w.beds]
-            return max(wards, key=lambda w: (w.beds - occupancy[w.ward_id], -w.ward_id), default=None)
+            """The service's ward with most free beds (the first of equals), None if all are full."""
+            best, most = None, 0
+            for ward in config.wards_by_specialty[specialty]:
+                free = ward.beds - occupancy[ward.ward_id]
+                if free > most:
+                    best, most = ward, free
+            return best
 
         def schedule(minute: int, kind: str, payload: Any) -> None:
             nonlocal order
@@ -1392,7 +1435,7 @@ class Hospital:
         )
         state.inpatients[admission_id] = patient
         tables["diagnoses"].extend(
-            (admission_id, seq, code, day) for seq, code in enumerate(draws.diagnoses, start=1)
+            (admission_id, seq, code) for seq, code in enumerate(draws.diagnoses, start=1)
         )
         if patient.plan[0][0] < (day + 1) * MINUTES_PER_DAY:
             today.schedule(patient.plan[0][0], "step", admission_id)
@@ -1446,14 +1489,14 @@ class Hospital:
         """Three transfers from each fifth of the day, spread evenly, in event-time order."""
         ordered = sorted(transfers, key=lambda row: (row[6], row[0]))
         slots: list[list[tuple[Any, ...]]] = [[] for _ in range(STREAM_SLOTS_PER_DAY)]
-        day_start = dt.datetime.combine(self.config.date_of(day), dt.time(), SAST)
+        # the model's timestamps share one format and offset: as strings they sort by time
+        slot_minutes = MINUTES_PER_DAY // STREAM_SLOTS_PER_DAY
+        day_start = ts(day * MINUTES_PER_DAY, self.config.start_date)
+        bounds = [ts(day * MINUTES_PER_DAY + k * slot_minutes, self.config.start_date) for k in range(1, 5)]
         for row in ordered:
-            minute = (dt.datetime.fromisoformat(row[6]) - day_start).total_seconds() / 60
-            if minute < 0:
+            if row[6] < day_start:
                 continue  # day 0's records of stays that began before the start are not live
-            slots[
-                min(STREAM_SLOTS_PER_DAY - 1, int(minute * STREAM_SLOTS_PER_DAY // MINUTES_PER_DAY))
-            ].append(row)
+            slots[bisect.bisect_right(bounds, row[6])].append(row)
         chosen = []
         for rows in slots:
             if len(rows) <= TRANSFERS_PER_SLOT:

@@ -251,7 +251,7 @@ def test_cancellations_reverse_the_admissions_last_event_the_same_day(days):
             events[row[1]].append(row)
         cancelled_at |= {row[0]: row[6] for row in records.tables["admissions"] if row[6] is not None}
         discharged |= {row[0] for row in records.tables["admission_discharges"]}
-        diagnosed |= {row[0] for row in records.tables["diagnoses"]}
+        diagnosed |= {row[0] for row in records.tables["diagnoses"].rows()}
     kinds = collections.Counter(row[3] for rows in events.values() for row in rows)
     cancellations = sum(kinds[f"cancel_{event}"] for event in ("admit", "transfer", "discharge"))
     assert all(kinds[f"cancel_{event}"] > 0 for event in ("admit", "transfer", "discharge")), kinds
