@@ -81,6 +81,15 @@ EMERGENCY_STAY_HOURS = (2, 10)
 OBSERVATION_MAX_DAYS = 2.0
 SAME_DAY_STAY_DAYS = 0.6
 BEDS_PER_WARD = 40
+#: secondary diagnoses of a young patient's short stay, before those of age (one per 8 years)
+#: and of length of stay (one per 2 days): MIMIC-IV codes about 11 diagnoses an admission
+SECONDARY_DIAGNOSES = 3.0
+#: moves between wards of the same service a day of stay (bed moves, step-down, outliers
+#: brought back to their service): with the emergency unit and the ICU, MIMIC-IV records about
+#: 4.4 transfer rows an admission
+WARD_MOVES_PER_DAY = 0.55
+#: the most such moves one stay plans
+MAX_WARD_MOVES = 4
 #: the average share of beds in use a hospital is sized for (NHS planning: about 85%)
 PLANNING_OCCUPANCY = 0.85
 
@@ -770,9 +779,9 @@ class _ArrivalDraws(NamedTuple):
     emergency_minutes: int  # time in the emergency unit before the ward
     icu_start: float  # share of the stay before the ICU
     icu_minutes: int
-    move: float  # uniform: below 0.25, a move between wards of the service
-    move_at: float  # share of the stay before that move
-    move_ward: float  # uniform: which ward of the service
+    moves: int  # moves between wards of the service (the first ``moves`` of the next two)
+    move_at: list[float]  # sorted: where each move falls in the rest of the stay
+    move_ward: list[float]  # uniform: which ward of the service each move goes to
     death: float  # uniform: below the death risk, the patient dies
     age: float
     discharge_location: str
@@ -859,7 +868,7 @@ class Hospital:
             admitted_u, discharge_u = rng.random((2, n)).tolist()
             locations = self._discharge_locations(rng, n)
             ages = (start.toordinal() - self.population.birth_ordinal[people]) / 365.25
-            diagnoses = self._diagnosis_codes(rng, services, ages, start)
+            diagnoses = self._diagnosis_codes(rng, services, ages, np.array(stays), start)
             for person, stay, u, v, location, codes in zip(
                 people.tolist(), stays, admitted_u, discharge_u, locations, diagnoses, strict=True
             ):
@@ -1319,16 +1328,19 @@ class Hospital:
         ages = (self.config.start_date.toordinal() + day - self.population.birth_ordinal[persons]) / 365.25
         location_u = rng.random(n).tolist()
         locations = [_pick(ADMISSION_LOCATIONS[kind], u) for kind, u in zip(types, location_u, strict=True)]
-        stays = self._lengths_of_stay(rng, specialties, types).tolist()
+        stay_minutes = self._lengths_of_stay(rng, specialties, types)
+        stays = stay_minutes.tolist()
         emergency = (rng.uniform(*EMERGENCY_STAY_HOURS, n) * 60).astype(np.int64).tolist()
         icu_start = rng.uniform(0.05, 0.3, n).tolist()
         icu_minutes = (
             (rng.exponential(ICU_MEAN_STAY_DAYS - 0.5, n) * MINUTES_PER_DAY).astype(np.int64) + 720
         ).tolist()
-        move = rng.uniform(0.2, 0.5, n).tolist()
-        u = rng.random((4, n)).tolist()
+        moves = np.minimum(rng.poisson(WARD_MOVES_PER_DAY * stay_minutes / MINUTES_PER_DAY), MAX_WARD_MOVES)
+        move_at = np.sort(rng.random((n, MAX_WARD_MOVES)), axis=1).tolist()
+        move_ward = rng.random((n, MAX_WARD_MOVES)).tolist()
+        u = rng.random((3, n)).tolist()
         discharge = self._discharge_locations(rng, n)
-        diagnoses = self._diagnosis_codes(rng, specialties, ages, self.config.date_of(day))
+        diagnoses = self._diagnosis_codes(rng, specialties, ages, stay_minutes, self.config.date_of(day))
         return [
             _ArrivalDraws(*fields)
             for fields in zip(
@@ -1338,10 +1350,10 @@ class Hospital:
                 emergency,
                 icu_start,
                 icu_minutes,
+                moves.tolist(),
+                move_at,
+                move_ward,
                 u[1],
-                move,
-                u[2],
-                u[3],
                 ages.tolist(),
                 discharge,
                 diagnoses,
@@ -1414,9 +1426,11 @@ class Hospital:
             cursor += draws.icu_minutes
             plan.append([cursor, config.wards_by_specialty[specialty_name][0].ward_id])
         same_service = config.wards_by_specialty[specialty_name]
-        if len(same_service) > 1 and draws.move < 0.25:
-            cursor += int(draws.move_at * stay)
-            plan.append([cursor, same_service[int(draws.move_ward * len(same_service))].ward_id])
+        if len(same_service) > 1:
+            rest = max(0, minute + stay - cursor)
+            for at, which in itertools.islice(zip(draws.move_at, draws.move_ward, strict=True), draws.moves):
+                plan.append([cursor + int(at * rest), same_service[int(which * len(same_service))].ward_id])
+            cursor = plan[-1][0] if plan else cursor
         plan.append([max(cursor + 60, minute + stay), 0])
         death_risk = 0.01 + 0.0009 * max(0.0, draws.age - 30) + (0.15 if icu else 0.0)
         if specialty_name in ("maternity", "psychiatry"):
@@ -1461,14 +1475,21 @@ class Hospital:
         return self.codes_by_category["comorbidity"] + self.codes_by_category[specialty]
 
     def _diagnosis_codes(
-        self, rng: np.random.Generator, specialties: Sequence[str], ages: np.ndarray, date: dt.date
+        self,
+        rng: np.random.Generator,
+        specialties: Sequence[str],
+        ages: np.ndarray,
+        stay_minutes: np.ndarray,
+        date: dt.date,
     ) -> list[list[str]]:
         """Each admission's ICD-10 codes: a primary one of its service (respiratory in the flu
-        season, COVID-19 in a wave), then distinct secondary ones, more for older patients."""
+        season, COVID-19 in a wave), then distinct secondary ones, more for older patients and
+        longer stays (more comorbidities, and more found and coded over a longer stay)."""
         n = len(specialties)
         flu, covid = (_flu_factor(date) - 1) * 2, _covid_factor(date) / (1 + _covid_factor(date))
         u = rng.random((3, n)).tolist()
-        counts = rng.poisson(3.0 + np.maximum(ages, 0.0) / 10)
+        stay_days = np.asarray(stay_minutes) / MINUTES_PER_DAY
+        counts = rng.poisson(SECONDARY_DIAGNOSES + np.maximum(ages, 0.0) / 8 + np.minimum(stay_days, 20) / 2)
         picks = rng.random(int(counts.sum())).tolist()
         ends = np.cumsum(counts).tolist()
         codes, first = [], 0

@@ -213,6 +213,8 @@ def test_admission_mix_and_stays_are_plausible(days):
     assert 0.45 <= types["EMERGENCY"] / len(admissions) <= 0.6
     transfers = sum(len(r.tables["transfers"]) for r in days[1:])
     assert 2.5 <= transfers / len(admissions) <= 5.0
+    diagnoses = sum(len(r.tables["diagnoses"]) for r in days[1:])
+    assert 9 <= diagnoses / len(admissions) <= 13  # MIMIC-IV: about 11 (realism.md)
     per_bed_year = len(admissions) / CONFIG.beds * 365 / 89
     assert 30 <= per_bed_year <= 80
 
@@ -267,3 +269,14 @@ def test_cancellations_reverse_the_admissions_last_event_the_same_day(days):
             assert len(rows) == 2 and cancelled_at[admission_id] == rows[-1][6]
             assert admission_id not in discharged and admission_id not in diagnosed
     assert len(cancelled_at) == kinds["cancel_admit"]
+
+
+def test_a_full_size_hospital_moves_its_patients_about_as_often_as_mimic():
+    """Emergency unit, ICU and moves between a service's wards (a ward per ~40 beds) give about
+    MIMIC-IV's 4.4 transfer rows an admission (realism.md); 1,800 beds as by default."""
+    admissions = transfers = 0
+    for records in sim.iter_days(sim.HospitalConfig(seed=7, beds=1800, population=2_000_000), 15):
+        if records.day >= 3:  # after day 0's inpatients, admitted before the start
+            admissions += len(records.tables["admissions"])
+            transfers += len(records.tables["transfers"])
+    assert 3.8 <= transfers / admissions <= 5.0
