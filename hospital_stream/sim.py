@@ -503,7 +503,11 @@ class DayRecords:
 def ts(minute: int, start: dt.date) -> str:
     """A model minute as an ISO timestamp in SAST (``2020-01-01T08:05:00+02:00``)."""
     day, minute_of_day = divmod(int(minute), MINUTES_PER_DAY)
-    return f"{_iso_date(start, day)}T{minute_of_day // 60:02d}:{minute_of_day % 60:02d}:00+02:00"
+    return f"{_iso_date(start, day)}T{_CLOCK[minute_of_day]}:00+02:00"
+
+
+#: every minute of a day as "HH:MM"
+_CLOCK = tuple(f"{m // 60:02d}:{m % 60:02d}" for m in range(MINUTES_PER_DAY))
 
 
 @functools.lru_cache(maxsize=4096)
