@@ -115,11 +115,13 @@ def test_two_workers_share_the_partitions_and_one_survives_a_kill(
 
     _wait_for("the last day stored", lambda: _last_day(url) >= DAYS - 1, 180, [survivor])
     leads, holds = survivor.consumer()
+    wards_after = survivor.wards()  # its own and, recovered from the changelog, the other's
     survivor.process.send_signal(signal.SIGTERM)
     survivor.process.wait(timeout=60)
 
     print(f"killed the {victim} with days up to {stored_at_kill} of {DAYS} stored")
     assert leads and everything <= holds, "the survivor took over every partition and the generator"
+    assert wards_after == leader_wards | follower_wards
     output = survivor.log.read_text()
     assert "Traceback" not in output
     if victim == "leader":
