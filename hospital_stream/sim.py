@@ -23,7 +23,7 @@ import json
 import math
 import operator
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -310,8 +310,11 @@ class Inpatient:
         return len(self.plan)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class StaffMember:
+    """A staff member and their current assignment; a move makes a new value, so consecutive
+    days' states share every member who did not move."""
+
     staff_id: int
     role: str
     specialty: str
@@ -320,6 +323,22 @@ class StaffMember:
     shift: str
     assignment_id: int
     since: int  # proleptic ordinal of the assignment's first day
+
+    @functools.cached_property
+    def checkpoint_row(self) -> tuple[int, ...]:
+        """The member in the checkpoint, strings as their numbers (kept: most members stay
+        the same for years, and the checkpoint is written every day)."""
+        word = _CHECKPOINT_WORDS
+        return (
+            self.staff_id,
+            word[self.role],
+            word[self.specialty],
+            self.birth_date,
+            self.ward_id,
+            word[self.shift],
+            self.assignment_id,
+            self.since,
+        )
 
 
 @dataclasses.dataclass
@@ -350,8 +369,8 @@ class HospitalState:
 
 def copy_state(state: HospitalState) -> HospitalState:
     """A copy that simulating a day may change without changing ``state``. Inpatients and staff
-    are shared: a day replaces an inpatient with a step due, or a staff member who moves, by a
-    copy before changing it (see :meth:`Hospital._patient_day` and :meth:`Hospital._staff_day`)."""
+    are shared: a day replaces an inpatient with a step due by a copy before changing it (see
+    :meth:`Hospital._patient_day`), and a staff member who moves by a new value."""
     return HospitalState(next_day=state.next_day, inpatients=dict(state.inpatients), staff=dict(state.staff))
 
 
@@ -405,23 +424,29 @@ _INPATIENT_ATTRIBUTES = (
     "steps",
 )
 _INPATIENT_FIELDS = len(_INPATIENT_ATTRIBUTES)
-_STAFF_ATTRIBUTES = tuple(field.name for field in dataclasses.fields(StaffMember))
-_STAFF_FIELDS = len(_STAFF_ATTRIBUTES)
+_STAFF_FIELDS = len(dataclasses.fields(StaffMember))
 
 
 def encode_checkpoint(state: HospitalState) -> bytes:
-    """The state, exact and safe to load: a JSON header (the day, the strings, the shapes), then
-    three little-endian int64 arrays (inpatients, their plans' steps, staff), zlib-compressed.
-    Equal states give equal bytes."""
+    """The state, exact and safe to load: a JSON header (the day, the strings, the shapes and
+    types), then three little-endian integer arrays (inpatients, their plans' steps, staff),
+    zlib-compressed. Equal states give equal bytes."""
     word = _CHECKPOINT_WORDS
     inpatients = list(state.inpatients.values())
     arrays = [
         _int_rows(inpatients, _INPATIENT_ATTRIBUTES, word),
-        np.array([step for p in inpatients for step in p.plan], dtype="<i8").reshape(-1, 2),
-        _int_rows(list(state.staff.values()), _STAFF_ATTRIBUTES, word),
+        _flat((step for p in inpatients for step in p.plan), 2),
+        _flat((member.checkpoint_row for member in state.staff.values()), _STAFF_FIELDS),
     ]
+    # int32 where every value fits (ids and minutes do for years): half the bytes to compress
+    arrays = [a.astype("<i4") if not a.size or -(2**31) <= a.min() <= a.max() < 2**31 else a for a in arrays]
     header = json.dumps(
-        {"next_day": state.next_day, "words": list(word), "rows": [len(a) for a in arrays]},
+        {
+            "next_day": state.next_day,
+            "words": list(word),
+            "rows": [len(a) for a in arrays],
+            "types": [a.dtype.str for a in arrays],
+        },
         separators=(",", ":"),
     ).encode()
     body = len(header).to_bytes(4, "little") + header + b"".join(a.tobytes() for a in arrays)
@@ -432,9 +457,16 @@ def _int_rows(objects: list[Any], attributes: tuple[str, ...], word: dict[str, i
     """The attributes of ``objects`` as rows of int64, strings as their numbers in ``word``."""
     out = np.empty((len(objects), len(attributes)), dtype="<i8")
     for j, attribute in enumerate(attributes):
-        values = list(map(operator.attrgetter(attribute), objects))
-        out[:, j] = [word[v] for v in values] if values and isinstance(values[0], str) else values
+        values = map(operator.attrgetter(attribute), objects)
+        if objects and isinstance(getattr(objects[0], attribute), str):
+            values = map(word.__getitem__, values)
+        out[:, j] = np.fromiter(values, dtype="<i8", count=len(objects))
     return out
+
+
+def _flat(rows: Iterable[Iterable[int]], width: int) -> np.ndarray:
+    """Rows of ``width`` integers as an int64 array (np.fromiter: no per-row conversion)."""
+    return np.fromiter(itertools.chain.from_iterable(rows), dtype="<i8").reshape(-1, width)
 
 
 def decode_checkpoint(blob: bytes) -> HospitalState:
@@ -444,11 +476,11 @@ def decode_checkpoint(blob: bytes) -> HospitalState:
     size = int.from_bytes(body[:4], "little")
     header = json.loads(body[4 : 4 + size])
     words, offset, arrays = header["words"], 4 + size, []
-    for rows, width in zip(header["rows"], (_INPATIENT_FIELDS, 2, _STAFF_FIELDS), strict=True):
-        arrays.append(
-            np.frombuffer(body, dtype="<i8", count=rows * width, offset=offset).reshape(rows, width)
-        )
-        offset += rows * width * 8
+    widths = (_INPATIENT_FIELDS, 2, _STAFF_FIELDS)
+    for rows, width, dtype in zip(header["rows"], widths, header["types"], strict=True):
+        array = np.frombuffer(body, dtype=dtype, count=rows * width, offset=offset).reshape(rows, width)
+        arrays.append(array)
+        offset += array.nbytes
     patients, steps, staff = (a.tolist() for a in arrays)
     inpatients, first = {}, 0
     for admission, patient, ward, admitted, dies, location, delays, service, kind, length in patients:
@@ -1083,12 +1115,13 @@ class Hospital:
             taken.update((mover.staff_id, partner.staff_id))
             mover_ward, partner_ward = mover.ward_id, partner.ward_id
             for member, ward_id in ((mover, partner_ward), (partner, mover_ward)):
-                # a copy: the day's state shares its unchanged staff members with the day before
-                member = state.staff[member.staff_id] = dataclasses.replace(member)
                 tables["staff_assignment_ends"].append((member.assignment_id, member.staff_id, yesterday))
-                member.assignment_id = make_id(day, len(tables["staff_assignments"]) + 1)
-                member.ward_id = ward_id
-                member.since = today.toordinal()
+                member = state.staff[member.staff_id] = dataclasses.replace(
+                    member,
+                    assignment_id=make_id(day, len(tables["staff_assignments"]) + 1),
+                    ward_id=ward_id,
+                    since=today.toordinal(),
+                )
                 tables["staff_assignments"].append(
                     (
                         member.assignment_id,

@@ -44,6 +44,16 @@ def test_resuming_from_a_checkpoint_continues_identically(days):
         assert _materialised(original) == _materialised(again)
 
 
+def test_a_checkpoint_round_trips_exactly_past_32_bit_ids(days):
+    state = sim.decode_checkpoint(sim.encode_checkpoint(days[20].state))
+    late = sim.make_id(3_000, 1)  # day 3,000: an admission id past 2**31
+    state.inpatients[late] = sim.Inpatient(late, 7, 1, 3_000 * 1440, [[3_001 * 1440, 0]], True, "HOME")
+    blob = sim.encode_checkpoint(state)
+    again = sim.decode_checkpoint(blob)
+    assert again == state and sim.encode_checkpoint(again) == blob
+    assert sim.decode_checkpoint(sim.encode_checkpoint(days[20].state)) == days[20].state
+
+
 def test_simulating_a_day_does_not_change_the_callers_state(days):
     state = sim.decode_checkpoint(sim.encode_checkpoint(days[10].state))
     before = sim.encode_checkpoint(state)
