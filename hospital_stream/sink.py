@@ -80,7 +80,9 @@ class StoreResult:
     dead_letters: int = 0
 
 
-#: A day is complete once every chunk is stored and every ward's end-of-day census with it.
+#: A day is complete once every chunk is stored, every ward's end-of-day census with it, and
+#: every transfer it streamed live: the live copies travel on other partitions than the batch
+#: and may be read after it, and a run that ends at its last complete day must hold them.
 #: Every open day is looked at each time: a day whose last pieces were committed by two
 #: concurrent transactions (two workers) is completed by the next one, or by the timer.
 COMPLETE_DAYS = """
@@ -89,6 +91,8 @@ COMPLETE_DAYS = """
       AND chunks = (SELECT count(*) FROM ingested_chunks c WHERE c.sim_day = d.sim_day)
       AND (SELECT count(*) FROM ward_census w WHERE w.sim_day = d.sim_day)
           = (SELECT count(*) FROM wards)
+      AND (SELECT count(*) FROM transfers t
+           WHERE t.sim_day = d.sim_day AND t.seen_in_stream AND t.seen_in_batch) >= d.streamed
 """
 
 
@@ -322,9 +326,16 @@ class PostgresSink(Service):
     async def _close_day(self, conn: psycopg.AsyncConnection[Any], batch: BatchMessage) -> int:
         header = batch.header
         cur = await conn.execute(
-            "INSERT INTO sim_days (sim_day, sim_date, chunks, row_counts, checkpoint)"
-            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            (header.day, header.date, header.chunks, json.dumps(header.row_counts), batch.payload),
+            "INSERT INTO sim_days (sim_day, sim_date, chunks, row_counts, streamed, checkpoint)"
+            " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (
+                header.day,
+                header.date,
+                header.chunks,
+                json.dumps(header.row_counts),
+                header.streamed,
+                batch.payload,
+            ),
         )
         return cur.rowcount
 
