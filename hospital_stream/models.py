@@ -29,7 +29,7 @@ import faust
 from hospital_stream.clinical import TABLE_COLUMNS as CLINICAL_COLUMNS
 from hospital_stream.errors import InvalidMessage
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MAX_MESSAGE_BYTES = 900_000
 #: HL7 ADT events and whether each leaves a ward and enters one: A01 admit, A02 transfer, A03
 #: discharge, and A11, A12, A13 that cancel them. A cancellation is a later event that reverses
@@ -228,10 +228,12 @@ class BatchHeader:
     table: str
     rows: int
     digest: str
-    #: only on the ``day`` message: how many chunks the day has, its date, rows per table
+    #: only on the ``day`` message: how many chunks the day has, its date, rows per table, and
+    #: how many of its transfers were streamed live (the day is complete only once they are stored)
     chunks: int = 0
     date: str = ""
     row_counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    streamed: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -246,6 +248,7 @@ class BatchHeader:
             "chunks": self.chunks,
             "date": self.date,
             "row_counts": self.row_counts,
+            "streamed": self.streamed,
         }
 
 
@@ -273,7 +276,13 @@ def chunk_message(run_id: str, day: int, seq: int, table: str, payload: bytes, r
 
 
 def encode_day_close(
-    run_id: str, day: int, seq: int, date: dt.date, row_counts: dict[str, int], checkpoint: bytes
+    run_id: str,
+    day: int,
+    seq: int,
+    date: dt.date,
+    row_counts: dict[str, int],
+    streamed: int,
+    checkpoint: bytes,
 ) -> bytes:
     header = BatchHeader(
         "day",
@@ -286,6 +295,7 @@ def encode_day_close(
         chunks=seq,
         date=date.isoformat(),
         row_counts=row_counts,
+        streamed=streamed,
     )
     return _join(header, checkpoint)
 
@@ -321,6 +331,7 @@ def parse_batch_message(raw: bytes | None) -> BatchMessage:
         chunks=_require_count(obj, "chunks"),
         date=_require(obj, "date", str),
         row_counts=_require(obj, "row_counts", dict),
+        streamed=_require_count(obj, "streamed"),
     )
     if kind == "day":
         try:

@@ -33,11 +33,14 @@ def test_chunk_round_trip():
 
 def test_day_close_carries_checkpoint_and_counts():
 
-    raw = models.encode_day_close("run1", 4, 9, dt.date(2020, 1, 5), {"admissions": 12}, b"\x00\x01binary")
+    raw = models.encode_day_close(
+        "run1", 4, 9, dt.date(2020, 1, 5), {"admissions": 12}, 15, b"\x00\x01binary"
+    )
     message = models.parse_batch_message(raw)
     assert message.header.kind == "day"
     assert message.header.chunks == 9
     assert message.header.row_counts == {"admissions": 12}
+    assert message.header.streamed == 15
     assert message.payload == b"\x00\x01binary"
 
 
@@ -175,6 +178,6 @@ def test_numbers_beyond_postgresql_integers_are_rejected_not_crashing_the_sink()
 
 
 def test_a_day_message_needs_a_real_date():
-    raw = models.encode_day_close("run1", 4, 9, dt.date(2020, 1, 5), {}, b"state")
+    raw = models.encode_day_close("run1", 4, 9, dt.date(2020, 1, 5), {}, 0, b"state")
     with pytest.raises(InvalidMessage, match="day message with date"):
         models.parse_batch_message(_tamper(raw, date="yesterday"))
