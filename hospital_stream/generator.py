@@ -270,6 +270,11 @@ class Generator:
 
 def encode_day(run_id: str, records: sim.DayRecords) -> list[bytes]:
     """A day's batch as chunk messages followed by the closing message with the checkpoint."""
+    with sim.collection_paused():
+        return _encode_day(run_id, records)
+
+
+def _encode_day(run_id: str, records: sim.DayRecords) -> list[bytes]:
     messages = []
     for table, rows in records.tables.items():
         # a day's transfers travel in one chunk: the routing agent closes each ward's day on it

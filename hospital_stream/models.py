@@ -187,7 +187,26 @@ def _copy_field(value: Any) -> str:
 
 def encode_copy_rows(rows: Iterable[Sequence[Any]]) -> bytes:
     """Rows as PostgreSQL COPY text: tab-separated, ``\\N`` for NULL, one row per line."""
-    return "".join("\t".join(map(_copy_field, row)) + "\n" for row in rows).encode()
+    rows = list(rows)
+    if not rows:
+        return b""
+    if not rows[0] or len({len(row) for row in rows}) > 1:  # no or ragged columns: field by field
+        return "".join("\t".join(map(_copy_field, row)) + "\n" for row in rows).encode()
+    # column by column: a column's type is looked at once, not once a field
+    fields = zip(*map(_copy_column, zip(*rows, strict=True)), strict=True)
+    return ("\n".join(map("\t".join, fields)) + "\n").encode()
+
+
+def _copy_column(values: Sequence[Any]) -> Iterable[str]:
+    """A column's fields as :func:`_copy_field` writes them."""
+    kinds = set(map(type, values))
+    if kinds == {int}:
+        return map(str, values)
+    if kinds <= {int, type(None)}:
+        return ["\\N" if value is None else str(value) for value in values]
+    if kinds <= {str, type(None)} and not _NEEDS_ESCAPE("".join(v for v in values if v is not None)):
+        return ["\\N" if value is None else value for value in values]
+    return map(_copy_field, values)
 
 
 def decode_copy_rows(payload: bytes) -> Iterator[list[str | None]]:

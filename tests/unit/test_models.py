@@ -181,3 +181,18 @@ def test_a_day_message_needs_a_real_date():
     raw = models.encode_day_close("run1", 4, 9, dt.date(2020, 1, 5), {}, 0, b"state")
     with pytest.raises(InvalidMessage, match="day message with date"):
         models.parse_batch_message(_tamper(raw, date="yesterday"))
+
+
+def test_copy_rows_render_every_column_kind_as_field_by_field():
+    rows = [
+        (1, None, "a", None, True, dt.date(2020, 1, 2), "tab\there", 1.5),
+        (22, 3, None, None, False, dt.date(2021, 3, 4), "plain", 2),
+    ]
+    fields = [
+        ["1", "\\N", "a", "\\N", "t", "2020-01-02", "tab\\there", "1.5"],
+        ["22", "3", "\\N", "\\N", "f", "2021-03-04", "plain", "2"],
+    ]
+    assert models.encode_copy_rows(rows) == "".join("\t".join(f) + "\n" for f in fields).encode()
+    assert models.encode_copy_rows([(1, "x"), (2,)]) == b"1\tx\n2\n"  # ragged rows too
+    assert models.encode_copy_rows([(), ()]) == b"\n\n"
+    assert models.encode_copy_rows([]) == b""

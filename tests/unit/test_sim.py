@@ -2,6 +2,7 @@
 
 import collections
 import datetime as dt
+import gc
 import itertools
 
 import numpy as np
@@ -290,3 +291,19 @@ def test_a_full_size_hospital_moves_its_patients_about_as_often_as_mimic():
             admissions += len(records.tables["admissions"])
             transfers += len(records.tables["transfers"])
     assert 3.8 <= transfers / admissions <= 5.0
+
+
+def test_the_collector_pauses_for_a_day_and_comes_back_only_as_it_was():
+    assert gc.isenabled()
+    with sim.collection_paused():
+        with sim.collection_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the outer pause still holds
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with sim.collection_paused():
+            pass
+        assert not gc.isenabled()  # someone else's pause is left alone
+    finally:
+        gc.enable()
