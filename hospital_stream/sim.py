@@ -538,11 +538,11 @@ class DayRecords:
 def ts(minute: int, start: dt.date) -> str:
     """A model minute as an ISO timestamp in SAST (``2020-01-01T08:05:00+02:00``)."""
     day, minute_of_day = divmod(int(minute), MINUTES_PER_DAY)
-    return f"{_iso_date(start, day)}T{_CLOCK[minute_of_day]}:00+02:00"
+    return _iso_date(start, day) + _TIME_OF_DAY[minute_of_day]
 
 
-#: every minute of a day as "HH:MM"
-_CLOCK = tuple(f"{m // 60:02d}:{m % 60:02d}" for m in range(MINUTES_PER_DAY))
+#: every minute of a day as "THH:MM:00+02:00"
+_TIME_OF_DAY = tuple(f"T{m // 60:02d}:{m % 60:02d}:00+02:00" for m in range(MINUTES_PER_DAY))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -1105,9 +1105,8 @@ class Hospital:
             for ordinal in range(back - 3, back + 4)
             if _birthday(dt.date.fromordinal(ordinal), RETIREMENT_AGE) == today
         }
-        for member in sorted(state.staff.values(), key=lambda m: m.staff_id):
-            if member.birth_date not in retiring:
-                continue
+        retirees = [member for member in state.staff.values() if member.birth_date in retiring]
+        for member in sorted(retirees, key=lambda m: m.staff_id):
             del state.staff[member.staff_id]
             tables["staff_retirements"].append((member.staff_id, today.isoformat()))
             tables["staff_assignment_ends"].append((member.assignment_id, member.staff_id, yesterday))
@@ -1129,7 +1128,7 @@ class Hospital:
         candidates = sorted(state.staff.values(), key=lambda m: m.staff_id)
         movers = [
             m
-            for m, u in zip(candidates, rng.random(len(candidates)), strict=True)
+            for m, u in zip(candidates, rng.random(len(candidates)).tolist(), strict=True)
             if u < ROTATION_RATE_PER_DAY and m.role in ("doctor", "nurse")
         ]
         colleagues: dict[tuple[str, str], list[StaffMember]] = {}
