@@ -1177,9 +1177,9 @@ class Hospital:
         start = config.start_date
         day_start, day_end = day * MINUTES_PER_DAY, (day + 1) * MINUTES_PER_DAY
         # only an inpatient with a step due today changes today: it becomes a copy of its own
-        for key, patient in state.inpatients.items():
-            if patient.plan and patient.plan[0][0] < day_end:
-                state.inpatients[key] = _copy_inpatient(patient)
+        due = [key for key, p in state.inpatients.items() if p.plan and p.plan[0][0] < day_end]
+        for key in due:
+            state.inpatients[key] = _copy_inpatient(state.inpatients[key])
         present = {
             p.admission_id: Presence(p, p.ward_id, p.plan[-1][0] if p.plan else day_end, day_end)
             for p in state.inpatients.values()
@@ -1190,10 +1190,9 @@ class Hospital:
         # (minute, order, kind, payload): order keeps ties deterministic
         events: list[tuple[int, int, str, Any]] = []
         order = 0
-        for patient in sorted(state.inpatients.values(), key=lambda p: p.admission_id):
-            if patient.plan and patient.plan[0][0] < day_end:
-                order += 1
-                events.append((max(patient.plan[0][0], day_start), order, "step", patient.admission_id))
+        for key in sorted(due):  # inpatients are keyed by admission id
+            order += 1
+            events.append((max(state.inpatients[key].plan[0][0], day_start), order, "step", key))
         arrivals = self._arrivals(rng, day)
         draws = self._arrival_draws(rng, day, arrivals)
         for index, arrival in enumerate(arrivals):
