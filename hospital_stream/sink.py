@@ -30,6 +30,7 @@ from hospital_stream.errors import DatabaseError, InvalidMessage
 from hospital_stream.metrics import METRICS
 from hospital_stream.models import (
     TRANSFER_COLUMNS,
+    BatchHeader,
     BatchMessage,
     StreamedTransfer,
     TableSpec,
@@ -80,7 +81,9 @@ class StoreResult:
     dead_letters: int = 0
 
 
-#: A day is complete once every chunk is stored and every ward's end-of-day census with it.
+#: A day is complete once every chunk is stored, every ward's end-of-day census with it, and
+#: every transfer it streamed live: the live copies travel on other partitions than the batch
+#: and may be read after it, and a run that ends at its last complete day must hold them.
 #: Every open day is looked at each time: a day whose last pieces were committed by two
 #: concurrent transactions (two workers) is completed by the next one, or by the timer.
 COMPLETE_DAYS = """
@@ -89,11 +92,28 @@ COMPLETE_DAYS = """
       AND chunks = (SELECT count(*) FROM ingested_chunks c WHERE c.sim_day = d.sim_day)
       AND (SELECT count(*) FROM ward_census w WHERE w.sim_day = d.sim_day)
           = (SELECT count(*) FROM wards)
+      AND (SELECT count(*) FROM transfers t
+           WHERE t.sim_day = d.sim_day AND t.seen_in_stream AND t.seen_in_batch) >= d.streamed
 """
 
 
 class RowsMissing(Exception):
     """An update chunk named rows that are not in the database."""
+
+
+class ChunkOutOfOrder(Exception):
+    """A chunk names rows of chunks that are not stored yet (its message's reason)."""
+
+
+#: Whether every chunk before (day, seq) is stored: the day's earlier chunks and every chunk of
+#: every earlier day (each earlier day closed, with as many chunks in the ledger as it has).
+PREDECESSORS_STORED = """
+    SELECT (SELECT count(*) FROM ingested_chunks WHERE sim_day = %(day)s AND seq < %(seq)s) = %(seq)s
+       AND (SELECT count(*) FROM sim_days WHERE sim_day < %(day)s) = %(day)s
+       AND NOT EXISTS (
+           SELECT 1 FROM sim_days d WHERE d.sim_day < %(day)s
+              AND d.chunks <> (SELECT count(*) FROM ingested_chunks c WHERE c.sim_day = d.sim_day))
+"""
 
 
 class PostgresSink(Service):
@@ -205,8 +225,12 @@ class PostgresSink(Service):
                     closed.add(batch.header.day)
                     result.days_closed += await self._close_day(conn, batch)
                 elif await self._claim_chunk(conn, batch):
-                    result.chunks += 1
-                    result.rows += await self._write_chunk(conn, message, batch, dead)
+                    try:
+                        result.rows += await self._write_chunk(conn, message, batch, dead)
+                        result.chunks += 1
+                    except ChunkOutOfOrder as exc:  # its copy sent again is stored
+                        await self._release_chunk(conn, batch)
+                        dead.append(DeadLetter(message, str(exc)))
                 else:
                     result.replayed_chunks += 1
             stream_days = {t.day for t in streamed.values()} | closed
@@ -275,6 +299,12 @@ class PostgresSink(Service):
         )
         return cur.rowcount == 1
 
+    async def _release_chunk(self, conn: psycopg.AsyncConnection[Any], batch: BatchMessage) -> None:
+        await conn.execute(
+            "DELETE FROM ingested_chunks WHERE sim_day = %s AND seq = %s",
+            (batch.header.day, batch.header.seq),
+        )
+
     async def _write_chunk(
         self,
         conn: psycopg.AsyncConnection[Any],
@@ -282,7 +312,14 @@ class PostgresSink(Service):
         batch: BatchMessage,
         dead: list[DeadLetter],
     ) -> int:
-        """Write a chunk in a savepoint; if PostgreSQL rejects it, find the bad rows by halving."""
+        """Write a chunk in a savepoint; if PostgreSQL rejects it, find the bad rows by halving.
+
+        A chunk that names rows PostgreSQL does not have (a foreign key, an update's target)
+        while a chunk before it is not stored either arrived out of order, not with bad rows:
+        it raises ChunkOutOfOrder, so that neither its rows nor its ledger entry are kept and the
+        copy the generator sends again is stored whole. (A hole in the batch partition, e.g. a send
+        the broker refused between two it took, would otherwise lose the chunk's rows for good.)
+        """
         lines = batch.payload.splitlines(keepends=True)
         return await self._write_lines(conn, message, batch, list(enumerate(lines, start=1)), dead)
 
@@ -299,6 +336,8 @@ class PostgresSink(Service):
                 await apply_rows(conn, batch.spec, b"".join(line for _, line in lines), len(lines))
             return len(lines)
         except (*_ROW_ERRORS, RowsMissing) as exc:
+            if len(lines) == batch.header.rows:
+                await _check_in_order(conn, batch.header, exc)
             if len(lines) == 1:
                 number, line = lines[0]
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -322,9 +361,16 @@ class PostgresSink(Service):
     async def _close_day(self, conn: psycopg.AsyncConnection[Any], batch: BatchMessage) -> int:
         header = batch.header
         cur = await conn.execute(
-            "INSERT INTO sim_days (sim_day, sim_date, chunks, row_counts, checkpoint)"
-            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            (header.day, header.date, header.chunks, json.dumps(header.row_counts), batch.payload),
+            "INSERT INTO sim_days (sim_day, sim_date, chunks, row_counts, streamed, checkpoint)"
+            " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (
+                header.day,
+                header.date,
+                header.chunks,
+                json.dumps(header.row_counts),
+                header.streamed,
+                batch.payload,
+            ),
         )
         return cur.rowcount
 
@@ -365,6 +411,21 @@ class PostgresSink(Service):
                 " table_name = EXCLUDED.table_name, received_at = now(), replayed_at = NULL",
                 rows,
             )
+
+
+async def _check_in_order(conn: psycopg.AsyncConnection[Any], header: BatchHeader, error: Exception) -> None:
+    """Raise ChunkOutOfOrder when ``error`` is a missing reference and a chunk before this one
+    is not stored."""
+    if not isinstance(error, (psycopg.errors.ForeignKeyViolation, RowsMissing)):
+        return
+    cur = await conn.execute(PREDECESSORS_STORED, {"day": header.day, "seq": header.seq})
+    row = await cur.fetchone()
+    if row and row[0]:
+        return
+    raise ChunkOutOfOrder(
+        f"chunk {header.day}/{header.seq} ({header.table}) names rows of chunks not stored yet: it came"
+        f" out of order and is stored when the generator sends day {header.day} again"
+    )
 
 
 async def apply_rows(conn: psycopg.AsyncConnection[Any], spec: TableSpec, payload: bytes, rows: int) -> None:
