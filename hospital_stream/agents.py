@@ -33,6 +33,7 @@ from hospital_stream import state, topics
 from hospital_stream.app import app, settings
 from hospital_stream.errors import BrokerLost, DatabaseError, InvalidMessage
 from hospital_stream.generator import Generator
+from hospital_stream.metrics import METRICS
 from hospital_stream.models import (
     WardCensus,
     encode_dead_letter,
@@ -103,7 +104,14 @@ async def store_records(stream: Any) -> None:
     manual = stream.noack()
     async for events in buffered(manual.events(), settings.sink_buffer_messages, settings.sink_flush_seconds):
         messages = [
-            Incoming(e.message.topic, e.message.partition, e.message.offset, e.message.value, e.message.key)
+            Incoming(
+                e.message.topic,
+                e.message.partition,
+                e.message.offset,
+                e.message.value,
+                e.message.key,
+                e.message.timestamp,
+            )
             for e in events
         ]
         try:
@@ -157,26 +165,32 @@ async def buffered(events: Any, size: int, within: float) -> Any:
 async def route_hospital_records(stream: Any) -> None:
     """Turn live transfers and batch chunks into per-ward and per-staff changes."""
     async for event in stream.events():
-        try:
-            if event.message.topic == topics.STREAMED_TRANSFERS:
-                transfer = parse_streamed_transfer(event.value, CONTEXT)
-                for change in state.occupancy_changes_for_transfer(transfer):
-                    await topics.occupancy_changes.send(
-                        key=str(change.ward_id).encode(), value=change.dumps()
-                    )
-                continue
-            batch = parse_batch_message(event.value)
-        except InvalidMessage:
-            continue  # the sink dead-letters it, with the reason
-        table = batch.header.table
-        if table == "transfers":
-            for change in state.occupancy_changes_for_day(batch.header.day, WARDS, batch.rows()):
-                await topics.occupancy_changes.send(key=str(change.ward_id).encode(), value=change.dumps())
-        elif table in ("staff", "staff_assignments", "staff_assignment_ends", "staff_retirements"):
-            for staff_change in state.staff_changes_for_chunk(table, batch.rows()):
-                await topics.staff_changes.send(
-                    key=str(staff_change.staff_id).encode(), value=staff_change.dumps()
+        with METRICS.timed("route"):
+            await _route(event)
+
+
+async def _route(event: Any) -> None:
+    try:
+        if event.message.topic == topics.STREAMED_TRANSFERS:
+            transfer = parse_streamed_transfer(event.value, CONTEXT)
+            for change in state.occupancy_changes_for_transfer(transfer):
+                # the transfer's own send time travels on, so the table agent can tell its latency
+                await topics.occupancy_changes.send(
+                    key=str(change.ward_id).encode(), value=change.dumps(), timestamp=event.message.timestamp
                 )
+            return
+        batch = parse_batch_message(event.value)
+    except InvalidMessage:
+        return  # the sink dead-letters it, with the reason
+    table = batch.header.table
+    if table == "transfers":
+        for change in state.occupancy_changes_for_day(batch.header.day, WARDS, batch.rows()):
+            await topics.occupancy_changes.send(key=str(change.ward_id).encode(), value=change.dumps())
+    elif table in ("staff", "staff_assignments", "staff_assignment_ends", "staff_retirements"):
+        for staff_change in state.staff_changes_for_chunk(table, batch.rows()):
+            await topics.staff_changes.send(
+                key=str(staff_change.staff_id).encode(), value=staff_change.dumps()
+            )
 
 
 @app.agent(topics.occupancy_changes)
@@ -188,13 +202,16 @@ async def track_ward_occupancy(changes: Any) -> None:
         except InvalidMessage as exc:
             await _dead_letter(event, exc)
             continue
-        key = str(change.ward_id)
-        ward = occupancy_by_ward.get(key)
-        if ward is None:
-            ward = state.new_ward(change.ward_id, WARDS[change.ward_id].beds)
-        updated, closed_day = state.apply_occupancy_change(ward, change)
-        if updated is not ward:
-            occupancy_by_ward[key] = updated
+        with METRICS.timed("tables"):
+            key = str(change.ward_id)
+            ward = occupancy_by_ward.get(key)
+            if ward is None:
+                ward = state.new_ward(change.ward_id, WARDS[change.ward_id].beds)
+            updated, closed_day = state.apply_occupancy_change(ward, change)
+            if updated is not ward:
+                occupancy_by_ward[key] = updated
+        if change.source == "stream" and event.message.timestamp:
+            METRICS.latency.labels("table").observe(time.time() - event.message.timestamp)
         if closed_day:
             census = WardCensus(day=change.day, ward_id=change.ward_id, occupied=len(updated["patients"]))
             await topics.ward_census.send(key=key.encode(), value=census.dumps())
@@ -209,11 +226,12 @@ async def track_staff_assignments(changes: Any) -> None:
         except InvalidMessage as exc:
             await _dead_letter(event, exc)
             continue
-        key = str(change.staff_id)
-        current = assignment_by_staff.get(key)
-        updated = state.apply_staff_change(current, change)
-        if updated != current:
-            assignment_by_staff[key] = updated
+        with METRICS.timed("tables"):
+            key = str(change.staff_id)
+            current = assignment_by_staff.get(key)
+            updated = state.apply_staff_change(current, change)
+            if updated != current:
+                assignment_by_staff[key] = updated
 
 
 async def _dead_letter(event: Any, error: InvalidMessage) -> None:

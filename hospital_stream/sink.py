@@ -59,6 +59,7 @@ class Incoming:
     offset: int
     value: bytes | None
     key: bytes | None = None
+    timestamp: float | None = None  # Unix time the producer sent it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,12 +161,17 @@ class PostgresSink(Service):
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 15.0)
+        now, seconds = time.time(), time.perf_counter() - flush_started
+        for message in messages:
+            if message.timestamp and self.topics.get(message.topic) == "streamed":
+                METRICS.latency.labels("database").observe(now - message.timestamp)
         METRICS.record_flush(  # the attempt that committed
-            time.perf_counter() - flush_started,
+            seconds,
             len(messages),
             result.rows,
             result.transfers_streamed,
             result.dead_letters,
+            message_bytes=sum(len(m.value or b"") for m in messages),
         )
         return result
 
@@ -175,59 +181,63 @@ class PostgresSink(Service):
         streamed: dict[int, StreamedTransfer] = {}
         batches: list[tuple[Incoming, BatchMessage]] = []
         census: list[WardCensus] = []
-        async with self.pool.connection() as conn, conn.transaction():
-            run_id = await self._run_id(conn)
-            for message in messages:
-                try:
-                    kind = self.topics[message.topic]
-                    if kind == "streamed":
-                        transfer = parse_streamed_transfer(message.value, self.context)
-                        _check_run(transfer.run_id, run_id)
-                        streamed[transfer.transfer_id] = transfer
-                    elif kind == "batch":
-                        batch = parse_batch_message(message.value)
-                        _check_run(batch.header.run_id, run_id)
-                        batches.append((message, batch))
-                    elif kind == "census":
-                        census.append(parse_ward_census(message.value))
+        async with self.pool.connection() as conn:
+            async with conn.transaction():
+                run_id = await self._run_id(conn)
+                for message in messages:
+                    try:
+                        kind = self.topics[message.topic]
+                        if kind == "streamed":
+                            transfer = parse_streamed_transfer(message.value, self.context)
+                            _check_run(transfer.run_id, run_id)
+                            streamed[transfer.transfer_id] = transfer
+                        elif kind == "batch":
+                            batch = parse_batch_message(message.value)
+                            _check_run(batch.header.run_id, run_id)
+                            batches.append((message, batch))
+                        elif kind == "census":
+                            census.append(parse_ward_census(message.value))
+                        else:
+                            dead.append(parse_dead_letter(message.value))
+                    except InvalidMessage as exc:
+                        dead.append(DeadLetter(message, str(exc)))
+                if streamed:
+                    await self._merge_streamed(conn, list(streamed.values()))
+                    result.transfers_streamed += len(streamed)
+                days: set[int] = set()
+                closed: set[int] = set()
+                for message, batch in batches:
+                    days.add(batch.header.day)
+                    if batch.header.kind == "day":
+                        closed.add(batch.header.day)
+                        result.days_closed += await self._close_day(conn, batch)
+                    elif await self._claim_chunk(conn, batch):
+                        result.chunks += 1
+                        result.rows += await self._write_chunk(conn, message, batch, dead)
                     else:
-                        dead.append(parse_dead_letter(message.value))
-                except InvalidMessage as exc:
-                    dead.append(DeadLetter(message, str(exc)))
-            if streamed:
-                await self._merge_streamed(conn, list(streamed.values()))
-                result.transfers_streamed += len(streamed)
-            days: set[int] = set()
-            closed: set[int] = set()
-            for message, batch in batches:
-                days.add(batch.header.day)
-                if batch.header.kind == "day":
-                    closed.add(batch.header.day)
-                    result.days_closed += await self._close_day(conn, batch)
-                elif await self._claim_chunk(conn, batch):
-                    result.chunks += 1
-                    result.rows += await self._write_chunk(conn, message, batch, dead)
-                else:
-                    result.replayed_chunks += 1
-            stream_days = {t.day for t in streamed.values()} | closed
-            if stream_days:
-                dead.extend(await self._reject_unconfirmed(conn, run_id or "", sorted(stream_days)))
-            if census:
-                await self._store_census(conn, census)
-                days.update(c.day for c in census)
-            if days:
-                await conn.execute(COMPLETE_DAYS)
-            if dead:
-                await self._dead_letter(conn, dead)
-                result.dead_letters += len(dead)
-                for letter in dead:  # ids only: a reason may quote the message's values
-                    logger.warning(
-                        "dead letter from %s[%d]@%d row %d (reason in dead_letters)",
-                        letter.source.topic,
-                        letter.source.partition,
-                        letter.source.offset,
-                        letter.row_number,
-                    )
+                        result.replayed_chunks += 1
+                stream_days = {t.day for t in streamed.values()} | closed
+                if stream_days:
+                    dead.extend(await self._reject_unconfirmed(conn, run_id or "", sorted(stream_days)))
+                if census:
+                    await self._store_census(conn, census)
+                    days.update(c.day for c in census)
+                if days:
+                    await conn.execute(COMPLETE_DAYS)
+                if dead:
+                    await self._dead_letter(conn, dead)
+                    result.dead_letters += len(dead)
+                    for letter in dead:  # ids only: a reason may quote the message's values
+                        logger.warning(
+                            "dead letter from %s[%d]@%d row %d (reason in dead_letters)",
+                            letter.source.topic,
+                            letter.source.partition,
+                            letter.source.offset,
+                            letter.row_number,
+                        )
+                committing = time.perf_counter()
+            METRICS.stage_seconds.labels("sink_commit").inc(time.perf_counter() - committing)
+            METRICS.stage_messages.labels("sink_commit").inc()
         return result
 
     async def _run_id(self, conn: psycopg.AsyncConnection[Any]) -> str | None:
