@@ -106,18 +106,30 @@ generator = Generator(settings, _send)
 sys.setswitchinterval(0.0005)
 
 
-@app.timer(interval=generator.schedule.tick_seconds(), on_leader=True)
+@app.timer(interval=generator.schedule.tick_seconds())
 async def stream_live_transfers() -> None:
     """Every 180 s / speed: three live transfers of the current simulated day."""
-    await sink.ready.wait()
-    await generator.stream_step()
+    if await _leading():
+        await generator.stream_step()
 
 
-@app.timer(interval=generator.schedule.tick_seconds(), on_leader=True)
+@app.timer(interval=generator.schedule.tick_seconds())
 async def produce_daily_batch() -> None:
     """Every 900 s / speed: the batch holding one whole simulated day."""
+    if await _leading():
+        await generator.batch_step()
+
+
+async def _leading() -> bool:
+    """Whether this worker generates: only the leader does. A worker that is not the leader at
+    a tick (another worker leads, or a rebalance is under way) lets go of its position in the
+    run, so that when it leads again it resumes from PostgreSQL's last complete day, not from
+    where it stopped (the days in between were generated, and maybe stored, by another worker)."""
     await sink.ready.wait()
-    await generator.batch_step()
+    if app.is_leader():
+        return True
+    await generator.step_down()
+    return False
 
 
 @app.agent(topics.sink_input)

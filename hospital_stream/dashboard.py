@@ -777,6 +777,8 @@ async def dashboard_pipeline(self: web.View, request: web.Request) -> web.Respon
     partitions = await _consumer_partitions()
     payload: dict[str, Any] = {
         "consumer": {
+            # the one worker that generates (no partitions: the consumer may not have started)
+            "leader": bool(partitions) and app.is_leader(),
             "partitions": partitions,
             "lag": sum(p["lag"] or 0 for p in partitions),
         },

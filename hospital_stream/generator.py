@@ -134,6 +134,16 @@ class Generator:
             checkpoint = db.checkpoint_after(conn, last_day) if last_day >= 0 else None
             return run_id, last_day, checkpoint
 
+    async def step_down(self) -> None:
+        """Forget the position in the run (not the hospital): the next step resumes from PostgreSQL."""
+        async with self.lock:
+            if self.state is not None:
+                logger.info(
+                    "generator stops after day %d: this worker does not lead",
+                    self.first_day + self.days_sent - 1,
+                )
+                self.state = None
+
     async def stream_step(self) -> None:
         """Send the live transfers of every stream slot that is due."""
         async with self.lock:

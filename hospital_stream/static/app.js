@@ -175,6 +175,7 @@
     put(
       "pipeline",
       fact("Consumer lag", n(data.consumer.lag) + " messages", "consumer-lag"),
+      fact("Generator", data.consumer.leader ? "runs here (the leader)" : "on another worker", "leader"),
       fact("Buffered in the sink", n(data.sink.buffered_messages) + " messages", "buffered"),
       fact(
         "Last flush",

@@ -35,6 +35,18 @@ def embedded_stack() -> Iterator[Settings]:
         shutil.rmtree(base, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def reference_run(embedded_stack: Settings) -> dict[str, str]:
+    """The environment of one uninterrupted single-worker run (test_pipeline's DAYS at max speed),
+    made once per session: the pipeline tests inspect it, the others compare their runs with it."""
+    from .test_pipeline import DAYS, cli, hospital_env  # the run's helpers live with its tests
+
+    env = hospital_env(embedded_stack)
+    result = cli(env, "run", "--days", str(DAYS), "--speed", "max")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return env
+
+
 @pytest.fixture
 def new_stack_settings() -> Iterator[Callable[[], Settings]]:
     """A factory of Settings for extra stacks (own home, own ports), stopped after the test."""

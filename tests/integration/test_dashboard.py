@@ -262,6 +262,7 @@ def test_every_json_endpoint_returns_the_live_numbers(worker):
     ends = _end_offsets(worker["stack"], list(partitions))
     assert {tp: p["highwater"] for tp, p in partitions.items()} == ends
     assert pipeline["consumer"]["lag"] == 0 and pipeline["sink"]["buffered_messages"] == 0
+    assert pipeline["consumer"]["leader"] is True  # a lone worker generates
     assert pipeline["sink"]["flushes"] > 0 and pipeline["sink"]["last_flush"]["seconds"] > 0
     assert pipeline["database_login"] == "hospital_readonly"  # the dashboard reads as the reader
     with psycopg.connect(url) as conn:

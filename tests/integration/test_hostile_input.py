@@ -18,7 +18,6 @@ from aiokafka import AIOKafkaProducer
 from hospital_stream import models, sim
 
 from .test_pipeline import BIN, DAYS, HOSPITAL, cli, data_checksums, hospital_env
-from .test_pipeline import reference_run as reference_run  # the undisturbed run to compare with
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

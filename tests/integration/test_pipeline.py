@@ -88,14 +88,6 @@ def data_checksums(url: str) -> dict[str, tuple[int, str]]:
     return sums
 
 
-@pytest.fixture(scope="module")
-def reference_run(embedded_stack: Settings) -> dict[str, str]:
-    env = hospital_env(embedded_stack)
-    result = cli(env, "run", "--days", str(DAYS), "--speed", "max")
-    assert result.returncode == 0, result.stdout + result.stderr
-    return env
-
-
 def test_bounded_run_stores_every_day_and_exits_zero(reference_run):
     with psycopg.connect(reference_run["HOSPITAL_DATABASE_URL"]) as conn:
         assert db.last_complete_day(conn) == DAYS - 1

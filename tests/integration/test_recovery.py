@@ -17,7 +17,6 @@ from hospital_stream import db, stack
 from hospital_stream.settings import Settings
 
 from .test_pipeline import BIN, DAYS, cli, data_checksums, hospital_env
-from .test_pipeline import reference_run as reference_run  # the uninterrupted run to compare with
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -426,6 +426,9 @@ def test_worker_web_port_matches_settings_and_scales() -> None:
     assert port.container_port == settings.web_port
     assert port.host_ports is not None and len(port.host_ports) >= 3, "one host port per replica"
     assert "container_name" not in worker, "a fixed container name forbids --scale"
+    # Faust tells the other workers where it lives by web_host, which is the container's own
+    # hostname when the worker binds 0.0.0.0: a fixed hostname would give every replica one name.
+    assert "hostname" not in worker and settings.web_host == "0.0.0.0"
     # Each scaled worker needs at least one partition of its own.
     assert settings.topic_partitions >= len(port.host_ports)
     defaults = Settings.from_env(settings_env(worker, required_only(env)))

@@ -1,7 +1,9 @@
+import asyncio
 import math
 
 from hospital_stream import models, sim
-from hospital_stream.generator import Schedule, encode_day
+from hospital_stream.generator import Generator, Schedule, encode_day
+from hospital_stream.settings import Settings
 
 
 def test_speed_one_is_the_real_schedule():
@@ -46,3 +48,46 @@ def test_a_day_encodes_as_chunks_then_one_closing_message():
     quiet = sim.DayRecords(1, day1.date, {"transfers": []}, [[]] * 5, day1.state)
     tables = [models.parse_batch_message(raw).header.table for raw in encode_day("run", quiet)]
     assert tables == ["transfers", ""]
+
+
+def test_a_generator_that_stopped_leading_resumes_from_postgresql_when_it_leads_again():
+    settings = Settings.from_env(
+        {
+            "HOSPITAL_BEDS": "60",
+            "HOSPITAL_POPULATION": "12000",
+            "HOSPITAL_SEED": "1",
+            "HOSPITAL_SPEED": "max",
+            "HOSPITAL_MAX_UNSUNK_DAYS": "1",  # with nothing stored, only day 0 may be sent
+        }
+    )
+    days = list(sim.iter_days(sim.HospitalConfig.from_settings(settings), 3))
+    stored = {"last": -1, "checkpoint": None}  # what PostgreSQL holds completely
+    sent: list[tuple[str, bytes]] = []
+
+    async def send(kind: str, key: str, value: bytes) -> asyncio.Future[None]:
+        sent.append((kind, value))
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    def closed_days() -> list[int]:
+        headers = [models.parse_batch_message(value).header for kind, value in sent if kind == "batch"]
+        return [header.day for header in headers if header.kind == "day"]
+
+    generator = Generator(settings, send)
+    # PostgreSQL, as the generator reads it
+    generator._read_resume_point = lambda url: ("run", stored["last"], stored["checkpoint"])
+    generator._stored_through = lambda: stored["last"]
+
+    async def lead_then_follow_then_lead() -> None:
+        await generator.batch_step()
+        assert closed_days() == [0]
+        await generator.step_down()  # another worker leads, and stores days 0..2 meanwhile
+        stored.update(last=2, checkpoint=sim.encode_checkpoint(days[2].state))
+        sent.clear()
+        await generator.batch_step()
+
+    asyncio.run(lead_then_follow_then_lead())
+    assert closed_days() == [3], "the generator goes on after PostgreSQL's last complete day"
+    kinds = [kind for kind, _ in sent]
+    assert kinds[0] == "occupancy" and "staff" in kinds, "the tables are reset to that day first"
