@@ -743,7 +743,13 @@ def encounter(row: dict[str, Any]) -> dict[str, Any]:
     resource: dict[str, Any] = {
         "resourceType": "Encounter",
         "id": str(row["admission_id"]),
-        "status": "in-progress" if row["discharged_at"] is None else "finished",
+        "status": (
+            "entered-in-error"
+            if row.get("cancelled_at") is not None
+            else "in-progress"
+            if row["discharged_at"] is None
+            else "finished"
+        ),
         "class": _coding(TERMINOLOGY + "v3-ActCode", class_code, class_name),
         "type": [{"text": row["admission_type"]}],
         "priority": {"coding": [_coding(TERMINOLOGY + "v3-ActPriority", priority, priority_name)]},
@@ -767,7 +773,14 @@ def encounter(row: dict[str, Any]) -> dict[str, Any]:
         row["ward_id"],
         row["admitted_at"],
         row["discharged_at"],
-        list(zip(row.get("move_wards") or [], row.get("move_times") or [], strict=True)),
+        list(
+            zip(
+                row.get("move_types") or [],
+                row.get("move_wards") or [],
+                row.get("move_times") or [],
+                strict=True,
+            )
+        ),
     )
     if stays:
         resource["location"] = stays
@@ -778,12 +791,22 @@ def ward_history(
     admitting_ward: int,
     admitted_at: dt.datetime,
     discharged_at: dt.datetime | None,
-    moves: list[tuple[int | None, dt.datetime]],
+    events: list[tuple[str, int | None, dt.datetime]],
 ) -> list[dict[str, Any]]:
-    """Encounter.location from ADT events in time order: (to_ward_id, at), with None for a
-    discharge. Each ward's period runs from the event that moved the patient in to the next
-    event; without events, the admitting ward holds the whole stay."""
-    if not moves:
+    """Encounter.location from ADT events in time order: (event type, to_ward_id, at), with None
+    for a discharge. Each ward's period runs from the event that moved the patient in to the next
+    event; without events, the admitting ward holds the whole stay.
+
+    A cancellation (A11, A12, A13) removes the event it cancels, as HL7 means it: the encounter
+    shows the corrected history (a cancelled admission is the Encounter's entered-in-error
+    status, not a location)."""
+    moves: list[tuple[int | None, dt.datetime]] = []
+    for event, ward, at in events:
+        if event.startswith("cancel_"):
+            del moves[-1:]
+        else:
+            moves.append((ward, at))
+    if not events:
         moves = [(admitting_ward, admitted_at)]
     stays: list[dict[str, Any]] = []
     for ward, at in moves:
@@ -984,8 +1007,9 @@ FHIR_SOURCES: dict[str, tuple[_Source, ...]] = {
     "Encounter": (
         _Source(
             "admissions",
-            "SELECT x.*, m.move_wards, m.move_times, g.diagnosis_seqs FROM admissions x"
+            "SELECT x.*, m.move_types, m.move_wards, m.move_times, g.diagnosis_seqs FROM admissions x"
             " LEFT JOIN LATERAL (SELECT"
+            "  array_agg(t.event_type ORDER BY t.transferred_at, t.transfer_id) AS move_types,"
             "  array_agg(t.to_ward_id ORDER BY t.transferred_at, t.transfer_id) AS move_wards,"
             "  array_agg(t.transferred_at ORDER BY t.transferred_at, t.transfer_id) AS move_times"
             "  FROM transfers t WHERE t.admission_id = x.admission_id) m ON true"

@@ -304,7 +304,10 @@ def encode_day(run_id: str, records: sim.DayRecords) -> list[bytes]:
         if len(message) > MAX_MESSAGE_BYTES:
             raise ValueError(f"day {records.day}: a batch message of {len(message)} bytes is too large")
     checkpoint = sim.encode_checkpoint(records.state)
+    streamed = sum(len(slot) for slot in records.streamed)
     messages.append(
-        encode_day_close(run_id, records.day, len(messages), records.date, records.row_counts(), checkpoint)
+        encode_day_close(
+            run_id, records.day, len(messages), records.date, records.row_counts(), streamed, checkpoint
+        )
     )
     return messages

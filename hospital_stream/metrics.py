@@ -31,7 +31,6 @@ STAGES = {
     "route": "the routing agent: batch chunks and live transfers into ward and staff changes",
     "tables": "the two table agents applying ward and staff changes",
     "sink": "storing buffers: parsing, the chunk ledger, COPY and merges, the commit",
-    "sink_commit": "the COMMIT of each buffer's transaction (part of sink)",
 }
 
 

@@ -2,7 +2,8 @@
 
 Two shapes of message carry the hospital's records:
 
-* A **streamed transfer** is one JSON object: a live ADT event (admit, transfer, discharge).
+* A **streamed transfer** is one JSON object: a live ADT event (admit, transfer, discharge, or
+  the cancellation of one).
 * A **batch message** carries one simulated day in chunks. It is a JSON header line, a newline,
   then a payload: for a ``chunk``, rows of one table in PostgreSQL's COPY text format, so the
   sink can hand them to ``COPY ... FROM STDIN`` untouched; for the day's closing ``day``
@@ -28,9 +29,20 @@ import faust
 from hospital_stream.clinical import TABLE_COLUMNS as CLINICAL_COLUMNS
 from hospital_stream.errors import InvalidMessage
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MAX_MESSAGE_BYTES = 900_000
-EVENT_TYPES = ("admit", "transfer", "discharge")
+#: HL7 ADT events and whether each leaves a ward and enters one: A01 admit, A02 transfer, A03
+#: discharge, and A11, A12, A13 that cancel them. A cancellation is a later event that reverses
+#: the admission's last one, so its wards are that event's, swapped.
+EVENT_WARDS = {
+    "admit": (False, True),
+    "transfer": (True, True),
+    "discharge": (True, False),
+    "cancel_admit": (True, False),
+    "cancel_transfer": (True, True),
+    "cancel_discharge": (False, True),
+}
+EVENT_TYPES = tuple(EVENT_WARDS)
 
 
 # --- the tables a day's batch carries -----------------------------------------------------------
@@ -113,6 +125,7 @@ TABLES: dict[str, TableSpec] = {
                 "admitted_at",
                 "admission_type",
                 "admission_location",
+                "cancelled_at",
                 "sim_day",
             ),
         ),
@@ -215,10 +228,12 @@ class BatchHeader:
     table: str
     rows: int
     digest: str
-    #: only on the ``day`` message: how many chunks the day has, its date, rows per table
+    #: only on the ``day`` message: how many chunks the day has, its date, rows per table, and
+    #: how many of its transfers were streamed live (the day is complete only once they are stored)
     chunks: int = 0
     date: str = ""
     row_counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    streamed: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -233,6 +248,7 @@ class BatchHeader:
             "chunks": self.chunks,
             "date": self.date,
             "row_counts": self.row_counts,
+            "streamed": self.streamed,
         }
 
 
@@ -260,7 +276,13 @@ def chunk_message(run_id: str, day: int, seq: int, table: str, payload: bytes, r
 
 
 def encode_day_close(
-    run_id: str, day: int, seq: int, date: dt.date, row_counts: dict[str, int], checkpoint: bytes
+    run_id: str,
+    day: int,
+    seq: int,
+    date: dt.date,
+    row_counts: dict[str, int],
+    streamed: int,
+    checkpoint: bytes,
 ) -> bytes:
     header = BatchHeader(
         "day",
@@ -273,6 +295,7 @@ def encode_day_close(
         chunks=seq,
         date=date.isoformat(),
         row_counts=row_counts,
+        streamed=streamed,
     )
     return _join(header, checkpoint)
 
@@ -320,6 +343,7 @@ def parse_batch_message(raw: bytes | None) -> BatchMessage:
         chunks=_require_count(obj, "chunks"),
         date=_require(obj, "date", str),
         row_counts=_require(obj, "row_counts", dict),
+        streamed=_require_count(obj, "streamed"),
     )
     if kind == "day":
         try:
@@ -392,8 +416,7 @@ def parse_streamed_transfer(raw: bytes | None, context: HospitalContext | None =
         raise InvalidMessage(f"unknown event_type {event_type!r}")
     from_ward = _optional_id(obj, "from_ward_id")
     to_ward = _optional_id(obj, "to_ward_id")
-    expected = {"admit": (False, True), "transfer": (True, True), "discharge": (True, False)}
-    if (from_ward is not None, to_ward is not None) != expected[event_type]:
+    if (from_ward is not None, to_ward is not None) != EVENT_WARDS[event_type]:
         raise InvalidMessage(f"{event_type} event with wrong wards {from_ward!r} -> {to_ward!r}")
     if from_ward is not None and from_ward == to_ward:
         raise InvalidMessage("transfer into the ward it came from")

@@ -13,6 +13,7 @@ seasons, weekdays, COVID-19 waves) and lengths of stay, bounded by the beds of e
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import datetime as dt
 import functools
@@ -20,9 +21,10 @@ import heapq
 import itertools
 import json
 import math
+import operator
 import zlib
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -79,6 +81,15 @@ EMERGENCY_STAY_HOURS = (2, 10)
 OBSERVATION_MAX_DAYS = 2.0
 SAME_DAY_STAY_DAYS = 0.6
 BEDS_PER_WARD = 40
+#: secondary diagnoses of a young patient's short stay, before those of age (one per 8 years)
+#: and of length of stay (one per 2 days): MIMIC-IV codes about 11 diagnoses an admission
+SECONDARY_DIAGNOSES = 3.0
+#: moves between wards of the same service a day of stay (bed moves, step-down, outliers
+#: brought back to their service): with the emergency unit and the ICU, MIMIC-IV records about
+#: 4.4 transfer rows an admission
+WARD_MOVES_PER_DAY = 0.55
+#: the most such moves one stay plans
+MAX_WARD_MOVES = 4
 #: the average share of beds in use a hospital is sized for (NHS planning: about 85%)
 PLANNING_OCCUPANCY = 0.85
 
@@ -88,6 +99,15 @@ ALLIED_SPECIALTIES = ("physiotherapy", "pharmacy", "radiography", "dietetics", "
 SUPPORT_SPECIALTIES = ("porter", "cleaner", "ward clerk", "catering")
 NURSE_SHIFTS = ("day", "night")
 ROTATION_RATE_PER_DAY = 1 / 365
+
+#: HL7 ADT cancellations: the share of admits (A01), transfers (A02) and discharges (A03) that are
+#: entered in error and cancelled (A11, A12, A13) later the same day. No public source counts
+#: them; these are assumptions, each well under 1% of its events: an admission passes
+#: registration checks before its A01, while transfers and discharges are entered on the ward
+#: (a patient discharged in place of a bed neighbour, a move booked before the bed was ready).
+CANCELLED_SHARE = {"admit": 0.002, "transfer": 0.006, "discharge": 0.004}
+#: minutes between an event entered in error and its cancellation
+CANCEL_DELAY_MINUTES = (10, 180)
 
 DISCHARGE_LOCATIONS = (
     ("HOME", 0.60),
@@ -284,9 +304,17 @@ class Inpatient:
     service: str = "medicine"
     admission_type: str = "EMERGENCY"
 
+    @property
+    def steps(self) -> int:
+        """The steps left in the plan."""
+        return len(self.plan)
 
-@dataclasses.dataclass
+
+@dataclasses.dataclass(frozen=True)
 class StaffMember:
+    """A staff member and their current assignment; a move makes a new value, so consecutive
+    days' states share every member who did not move."""
+
     staff_id: int
     role: str
     specialty: str
@@ -295,6 +323,22 @@ class StaffMember:
     shift: str
     assignment_id: int
     since: int  # proleptic ordinal of the assignment's first day
+
+    @functools.cached_property
+    def checkpoint_row(self) -> tuple[int, ...]:
+        """The member in the checkpoint, strings as their numbers (kept: most members stay
+        the same for years, and the checkpoint is written every day)."""
+        word = _CHECKPOINT_WORDS
+        return (
+            self.staff_id,
+            word[self.role],
+            word[self.specialty],
+            self.birth_date,
+            self.ward_id,
+            word[self.shift],
+            self.assignment_id,
+            self.since,
+        )
 
 
 @dataclasses.dataclass
@@ -323,29 +367,140 @@ class HospitalState:
         return counts
 
 
-def _state_to_json(state: HospitalState) -> dict[str, Any]:
-    return {
-        "next_day": state.next_day,
-        "inpatients": [
-            [
-                p.admission_id,
-                p.patient_id,
-                p.ward_id,
-                p.admitted_at,
-                [list(step) for step in p.plan],
-                p.dies,
-                p.discharge_location,
-                p.delays,
-                p.service,
-                p.admission_type,
-            ]
-            for p in state.inpatients.values()
-        ],
-        "staff": [
-            [s.staff_id, s.role, s.specialty, s.birth_date, s.ward_id, s.shift, s.assignment_id, s.since]
-            for s in state.staff.values()
-        ],
+def copy_state(state: HospitalState) -> HospitalState:
+    """A copy that simulating a day may change without changing ``state``. Inpatients and staff
+    are shared: a day replaces an inpatient with a step due by a copy before changing it (see
+    :meth:`Hospital._patient_day`), and a staff member who moves by a new value."""
+    return HospitalState(next_day=state.next_day, inpatients=dict(state.inpatients), staff=dict(state.staff))
+
+
+def _copy_inpatient(p: Inpatient) -> Inpatient:
+    return Inpatient(
+        p.admission_id,
+        p.patient_id,
+        p.ward_id,
+        p.admitted_at,
+        [[minute, ward] for minute, ward in p.plan],
+        p.dies,
+        p.discharge_location,
+        p.delays,
+        p.service,
+        p.admission_type,
+    )
+
+
+#: every string a state holds, numbered for the checkpoint
+_CHECKPOINT_WORDS = {
+    word: index
+    for index, word in enumerate(
+        dict.fromkeys(
+            (
+                *STAFF_PER_BED,
+                EMERGENCY_UNIT,
+                ICU,
+                *(s.name for s in SPECIALTIES),
+                *ALLIED_SPECIALTIES,
+                *SUPPORT_SPECIALTIES,
+                *NURSE_SHIFTS,
+                *ADMISSION_TYPES,
+                *(name for name, _ in DISCHARGE_LOCATIONS),
+            )
+        )
+    )
+}
+#: the checkpoint's first bytes: a compact binary encoding (before it, zlib-compressed JSON)
+CHECKPOINT_MAGIC = b"HSC2"
+#: the Inpatient's fields, with the plan's length in place of the plan (its steps follow apart)
+_INPATIENT_ATTRIBUTES = (
+    "admission_id",
+    "patient_id",
+    "ward_id",
+    "admitted_at",
+    "dies",
+    "discharge_location",
+    "delays",
+    "service",
+    "admission_type",
+    "steps",
+)
+_INPATIENT_FIELDS = len(_INPATIENT_ATTRIBUTES)
+_STAFF_FIELDS = len(dataclasses.fields(StaffMember))
+
+
+def encode_checkpoint(state: HospitalState) -> bytes:
+    """The state, exact and safe to load: a JSON header (the day, the strings, the shapes and
+    types), then three little-endian integer arrays (inpatients, their plans' steps, staff),
+    zlib-compressed. Equal states give equal bytes."""
+    word = _CHECKPOINT_WORDS
+    inpatients = list(state.inpatients.values())
+    arrays = [
+        _int_rows(inpatients, _INPATIENT_ATTRIBUTES, word),
+        _flat((step for p in inpatients for step in p.plan), 2),
+        _flat((member.checkpoint_row for member in state.staff.values()), _STAFF_FIELDS),
+    ]
+    # int32 where every value fits (ids and minutes do for years): half the bytes to compress
+    arrays = [a.astype("<i4") if not a.size or -(2**31) <= a.min() <= a.max() < 2**31 else a for a in arrays]
+    header = json.dumps(
+        {
+            "next_day": state.next_day,
+            "words": list(word),
+            "rows": [len(a) for a in arrays],
+            "types": [a.dtype.str for a in arrays],
+        },
+        separators=(",", ":"),
+    ).encode()
+    body = len(header).to_bytes(4, "little") + header + b"".join(a.tobytes() for a in arrays)
+    return CHECKPOINT_MAGIC + zlib.compress(body, 1)
+
+
+def _int_rows(objects: list[Any], attributes: tuple[str, ...], word: dict[str, int]) -> np.ndarray:
+    """The attributes of ``objects`` as rows of int64, strings as their numbers in ``word``."""
+    out = np.empty((len(objects), len(attributes)), dtype="<i8")
+    for j, attribute in enumerate(attributes):
+        values = map(operator.attrgetter(attribute), objects)
+        if objects and isinstance(getattr(objects[0], attribute), str):
+            values = map(word.__getitem__, values)
+        out[:, j] = np.fromiter(values, dtype="<i8", count=len(objects))
+    return out
+
+
+def _flat(rows: Iterable[Iterable[int]], width: int) -> np.ndarray:
+    """Rows of ``width`` integers as an int64 array (np.fromiter: no per-row conversion)."""
+    return np.fromiter(itertools.chain.from_iterable(rows), dtype="<i8").reshape(-1, width)
+
+
+def decode_checkpoint(blob: bytes) -> HospitalState:
+    if not blob.startswith(CHECKPOINT_MAGIC):
+        return _state_from_json(json.loads(zlib.decompress(blob)))  # a checkpoint of an older version
+    body = zlib.decompress(blob[len(CHECKPOINT_MAGIC) :])
+    size = int.from_bytes(body[:4], "little")
+    header = json.loads(body[4 : 4 + size])
+    words, offset, arrays = header["words"], 4 + size, []
+    widths = (_INPATIENT_FIELDS, 2, _STAFF_FIELDS)
+    for rows, width, dtype in zip(header["rows"], widths, header["types"], strict=True):
+        array = np.frombuffer(body, dtype=dtype, count=rows * width, offset=offset).reshape(rows, width)
+        arrays.append(array)
+        offset += array.nbytes
+    patients, steps, staff = (a.tolist() for a in arrays)
+    inpatients, first = {}, 0
+    for admission, patient, ward, admitted, dies, location, delays, service, kind, length in patients:
+        plan, first = steps[first : first + length], first + length
+        inpatients[admission] = Inpatient(
+            admission,
+            patient,
+            ward,
+            admitted,
+            plan,
+            bool(dies),
+            words[location],
+            delays,
+            words[service],
+            words[kind],
+        )
+    members = {
+        s[0]: StaffMember(s[0], words[s[1]], words[s[2]], s[3], s[4], words[s[5]], s[6], s[7]) for s in staff
     }
+    return HospitalState(next_day=header["next_day"], inpatients=inpatients, staff=members)
 
 
 def _state_from_json(obj: dict[str, Any]) -> HospitalState:
@@ -356,27 +511,6 @@ def _state_from_json(obj: dict[str, Any]) -> HospitalState:
         inpatients={p.admission_id: p for p in inpatients},
         staff={s.staff_id: s for s in staff},
     )
-
-
-def copy_state(state: HospitalState) -> HospitalState:
-    """A deep copy, so that simulating a day never changes the caller's state."""
-    return HospitalState(
-        next_day=state.next_day,
-        inpatients={
-            key: dataclasses.replace(p, plan=[list(step) for step in p.plan])
-            for key, p in state.inpatients.items()
-        },
-        staff={key: dataclasses.replace(member) for key, member in state.staff.items()},
-    )
-
-
-def encode_checkpoint(state: HospitalState) -> bytes:
-    """The state as compressed JSON: exact, portable and safe to load."""
-    return zlib.compress(json.dumps(_state_to_json(state), separators=(",", ":")).encode(), 6)
-
-
-def decode_checkpoint(blob: bytes) -> HospitalState:
-    return _state_from_json(json.loads(zlib.decompress(blob)))
 
 
 # --- output --------------------------------------------------------------------------------------
@@ -401,7 +535,11 @@ class DayRecords:
 def ts(minute: int, start: dt.date) -> str:
     """A model minute as an ISO timestamp in SAST (``2020-01-01T08:05:00+02:00``)."""
     day, minute_of_day = divmod(int(minute), MINUTES_PER_DAY)
-    return f"{_iso_date(start, day)}T{minute_of_day // 60:02d}:{minute_of_day % 60:02d}:00+02:00"
+    return f"{_iso_date(start, day)}T{_CLOCK[minute_of_day]}:00+02:00"
+
+
+#: every minute of a day as "HH:MM"
+_CLOCK = tuple(f"{m // 60:02d}:{m % 60:02d}" for m in range(MINUTES_PER_DAY))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -643,6 +781,75 @@ def is_valid_national_id(number: str, birth_date: dt.date | None = None, sex: st
 
 # --- the model -----------------------------------------------------------------------------------
 
+_SPECIALTY = {s.name: s for s in SPECIALTIES}
+
+
+@functools.cache
+def _mean_stay_days(specialty: str, admission_type: str) -> float:
+    """The mean of a stay's log-normal length: the service's, shorter for observation (at most
+    half of OBSERVATION_MAX_DAYS) and same-day surgery."""
+    mean = _SPECIALTY[specialty].mean_stay_days
+    if admission_type == "OBSERVATION":
+        return min(OBSERVATION_MAX_DAYS / 2, mean * 0.35)
+    if admission_type == "SURGICAL SAME DAY":
+        return SAME_DAY_STAY_DAYS
+    return mean
+
+
+def _pick(choices: Sequence[tuple[str, float]], u: float) -> str:
+    """The choice a uniform draw ``u`` falls on, by cumulative weight."""
+    threshold = u * sum(weight for _, weight in choices)
+    for name, weight in choices:
+        threshold -= weight
+        if threshold < 0:
+            return name
+    return choices[-1][0]
+
+
+class _ArrivalDraws(NamedTuple):
+    """What chance decides about one arrival, should it be admitted."""
+
+    admission_location: str
+    stay: int  # minutes
+    icu: float  # uniform: below the ICU risk, the stay includes the ICU
+    emergency_minutes: int  # time in the emergency unit before the ward
+    icu_start: float  # share of the stay before the ICU
+    icu_minutes: int
+    moves: int  # moves between wards of the service (the first ``moves`` of the next two)
+    move_at: list[float]  # sorted: where each move falls in the rest of the stay
+    move_ward: list[float]  # uniform: which ward of the service each move goes to
+    death: float  # uniform: below the death risk, the patient dies
+    age: float
+    discharge_location: str
+    diagnoses: list[str]
+
+
+class _CancelDraws:
+    """Uniform draws for the day's ADT errors, drawn a block at a time: a NumPy call per event
+    would cost more than the event."""
+
+    def __init__(self, rng: np.random.Generator, block: int = 4096) -> None:
+        self.rng, self.block = rng, block
+        self.values: list[float] = []
+
+    def __call__(self) -> float:
+        if not self.values:
+            self.values = self.rng.random(self.block).tolist()[::-1]
+        return self.values.pop()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Day:
+    """What one day's arrivals share with its event loop: the loop's clock, ADT records, the
+    errors it cancels later, its beds and its ids."""
+
+    schedule: Callable[[int, str, Any], None]
+    record: Callable[[int, int, str, int | None, int | None, int], None]
+    entered_in_error: Callable[[str, int], int | None]
+    free_ward: Callable[[str], Ward | None]
+    next_id: Callable[..., int]
+    occupancy: dict[int, int]
+
 
 class Hospital:
     """Runs the model day by day; holds only derived, read-only helpers besides the config."""
@@ -651,6 +858,8 @@ class Hospital:
         self.config = config
         self.population = Population(config)
         codes = icd10_codes()
+        self.codes = tuple(code.code for code in codes)
+        self.code_index = {code: index for index, code in enumerate(self.codes)}
         self.codes_by_category: dict[str, list[str]] = {}
         for code in codes:
             self.codes_by_category.setdefault(code.category, []).append(code.code)
@@ -685,28 +894,34 @@ class Hospital:
                     )
         # Inpatients already in bed: admitted during the days before the start.
         seq = 0
-        specialties = {s.name: s for s in SPECIALTIES}
         for ward in config.wards:
             if ward.specialty in (EMERGENCY_UNIT, ICU):
                 continue
-            specialty = specialties[ward.specialty]
-            occupied = int(ward.beds * rng.uniform(0.70, 0.85))
-            people = self.population.sample(rng, specialty.name, occupied)
-            for person in people:
+            n = int(ward.beds * rng.uniform(0.70, 0.85))
+            people = self.population.sample(rng, ward.specialty, n)
+            services, types = [ward.specialty] * n, ["EMERGENCY"] * n
+            stays = self._lengths_of_stay(rng, services, types).tolist()
+            admitted_u, discharge_u = rng.random((2, n)).tolist()
+            locations = self._discharge_locations(rng, n)
+            ages = (start.toordinal() - self.population.birth_ordinal[people]) / 365.25
+            diagnoses = self._diagnosis_codes(rng, services, ages, np.array(stays), start)
+            for person, stay, u, v, location, codes in zip(
+                people.tolist(), stays, admitted_u, discharge_u, locations, diagnoses, strict=True
+            ):
                 seq += 1
                 admission_id = make_id(0, seq)
-                stay = self._length_of_stay(rng, specialty, "EMERGENCY")
-                admitted = -int(rng.random() * min(stay, 10 * MINUTES_PER_DAY))
-                discharge = max(admitted + stay, 30 + int(rng.random() * MINUTES_PER_DAY))
-                patient = self._new_inpatient(
-                    rng,
+                admitted = -int(u * min(stay, 10 * MINUTES_PER_DAY))
+                discharge = max(admitted + stay, 30 + int(v * MINUTES_PER_DAY))
+                patient = Inpatient(
                     admission_id,
-                    int(person) + 1,
+                    person + 1,
                     ward.ward_id,
                     admitted,
                     [[discharge, 0]],
-                    0.0,
-                    specialty.name,
+                    False,
+                    location,
+                    0,
+                    ward.specialty,
                     "EMERGENCY",
                 )
                 state.inpatients[admission_id] = patient
@@ -718,6 +933,7 @@ class Hospital:
                         ts(admitted, start),
                         "EMERGENCY",
                         "EMERGENCY ROOM",
+                        None,
                         0,
                     )
                 )
@@ -733,7 +949,7 @@ class Hospital:
                         0,
                     )
                 )
-                tables["diagnoses"].extend(self._diagnoses(rng, admission_id, specialty.name, 0, 0.0))
+                tables["diagnoses"].extend((admission_id, k, code) for k, code in enumerate(codes, start=1))
         state.next_day = 0
         return state, tables
 
@@ -821,10 +1037,24 @@ class Hospital:
             _rng(config, day, 4), day, config.start_date, self._stays(day, present)
         )
         state.next_day = day + 1
+        extra["diagnoses"] = self._diagnosis_columns(tables.pop("diagnoses"), day)
         ordered = {**extra, **tables, **clinical_tables}
         ordered_tables = {name: ordered[name] for name in TABLE_ORDER if name in ordered}
         return DayRecords(
             day, config.date_of(day), ordered_tables, self._select_streamed(tables["transfers"], day), state
+        )
+
+    def _diagnosis_columns(self, rows: list[tuple[Any, ...]], day: int) -> clinical.Columns:
+        """The day's diagnoses, the largest table the event loop writes, as columns."""
+        admission, seq, code = (list(column) for column in zip(*rows, strict=True)) if rows else ([], [], [])
+        return clinical.Columns(
+            TABLES["diagnoses"].columns,
+            (
+                clinical._Int(np.array(admission, dtype=np.int64)),
+                clinical._Int(np.array(seq, dtype=np.int64)),
+                clinical._Text(np.array([self.code_index[c] for c in code], dtype=np.int64), self.codes),
+                clinical._Constant(day, len(rows)),
+            ),
         )
 
     def _staff_day(self, state: HospitalState, tables: dict[str, list[tuple[Any, ...]]], day: int) -> None:
@@ -832,9 +1062,16 @@ class Hospital:
         config, rng = self.config, _rng(self.config, day, 2)
         today = config.date_of(day)
         yesterday = (today - dt.timedelta(days=1)).isoformat()
+        # everyone born on the day 65 years back (give or take the leap days) whose 65th
+        # birthday is today
+        back = today.toordinal() - round(RETIREMENT_AGE * 365.25)
+        retiring = {
+            ordinal
+            for ordinal in range(back - 3, back + 4)
+            if _birthday(dt.date.fromordinal(ordinal), RETIREMENT_AGE) == today
+        }
         for member in sorted(state.staff.values(), key=lambda m: m.staff_id):
-            birth = dt.date.fromordinal(member.birth_date)
-            if _birthday(birth, RETIREMENT_AGE) != today:
+            if member.birth_date not in retiring:
                 continue
             del state.staff[member.staff_id]
             tables["staff_retirements"].append((member.staff_id, today.isoformat()))
@@ -860,18 +1097,17 @@ class Hospital:
             for m, u in zip(candidates, rng.random(len(candidates)), strict=True)
             if u < ROTATION_RATE_PER_DAY and m.role in ("doctor", "nurse")
         ]
+        colleagues: dict[tuple[str, str], list[StaffMember]] = {}
+        for m in candidates:
+            colleagues.setdefault((m.role, m.specialty), []).append(m)
         taken: set[int] = set()
         for mover in movers:
             if mover.staff_id in taken:
                 continue
             partners = [
                 m
-                for m in candidates
-                if m.role == mover.role
-                and m.specialty == mover.specialty
-                and m.ward_id != mover.ward_id
-                and m.staff_id not in taken
-                and m.staff_id != mover.staff_id
+                for m in colleagues[mover.role, mover.specialty]
+                if m.ward_id != mover.ward_id and m.staff_id not in taken and m.staff_id != mover.staff_id
             ]
             if not partners:
                 continue
@@ -880,9 +1116,12 @@ class Hospital:
             mover_ward, partner_ward = mover.ward_id, partner.ward_id
             for member, ward_id in ((mover, partner_ward), (partner, mover_ward)):
                 tables["staff_assignment_ends"].append((member.assignment_id, member.staff_id, yesterday))
-                member.assignment_id = make_id(day, len(tables["staff_assignments"]) + 1)
-                member.ward_id = ward_id
-                member.since = today.toordinal()
+                member = state.staff[member.staff_id] = dataclasses.replace(
+                    member,
+                    assignment_id=make_id(day, len(tables["staff_assignments"]) + 1),
+                    ward_id=ward_id,
+                    since=today.toordinal(),
+                )
                 tables["staff_assignments"].append(
                     (
                         member.assignment_id,
@@ -900,9 +1139,13 @@ class Hospital:
         """Arrivals, moves and discharges in event-time order, never above a ward's beds; returns
         who was in hospital during the day, by admission."""
         config = self.config
-        rng = _rng(config, day, 3)
+        rng, cancel_draw = _rng(config, day, 3), _CancelDraws(_rng(config, day, 5))
         start = config.start_date
         day_start, day_end = day * MINUTES_PER_DAY, (day + 1) * MINUTES_PER_DAY
+        # only an inpatient with a step due today changes today: it becomes a copy of its own
+        for key, patient in state.inpatients.items():
+            if patient.plan and patient.plan[0][0] < day_end:
+                state.inpatients[key] = _copy_inpatient(patient)
         present = {
             p.admission_id: Presence(p, p.ward_id, p.plan[-1][0] if p.plan else day_end, day_end)
             for p in state.inpatients.values()
@@ -917,9 +1160,11 @@ class Hospital:
             if patient.plan and patient.plan[0][0] < day_end:
                 order += 1
                 events.append((max(patient.plan[0][0], day_start), order, "step", patient.admission_id))
-        for arrival in self._arrivals(rng, day):
+        arrivals = self._arrivals(rng, day)
+        draws = self._arrival_draws(rng, day, arrivals)
+        for index, arrival in enumerate(arrivals):
             order += 1
-            events.append((arrival[0], order, "arrive", arrival))
+            events.append((arrival[0], order, "arrive", index))
         heapq.heapify(events)
         counters = {
             "admission": len(tables["admissions"]),
@@ -932,55 +1177,83 @@ class Hospital:
             return make_id(day, counters[kind], width)
 
         def free_ward(specialty: str) -> Ward | None:
-            wards = [w for w in config.wards_by_specialty[specialty] if occupancy[w.ward_id] < w.beds]
-            return max(wards, key=lambda w: (w.beds - occupancy[w.ward_id], -w.ward_id), default=None)
+            """The service's ward with most free beds (the first of equals), None if all are full."""
+            best, most = None, 0
+            for ward in config.wards_by_specialty[specialty]:
+                free = ward.beds - occupancy[ward.ward_id]
+                if free > most:
+                    best, most = ward, free
+            return best
 
-        def move(patient: Inpatient, minute: int, to_ward: int) -> None:
-            occupancy[patient.ward_id] -= 1
-            occupancy[to_ward] += 1
+        def schedule(minute: int, kind: str, payload: Any) -> None:
+            nonlocal order
+            order += 1
+            heapq.heappush(events, (minute, order, kind, payload))
+
+        def record(
+            admission_id: int,
+            patient_id: int,
+            event: str,
+            from_ward: int | None,
+            to_ward: int | None,
+            minute: int,
+        ) -> None:
             tables["transfers"].append(
                 (
                     next_id("transfer", 7),
-                    patient.admission_id,
-                    patient.patient_id,
-                    "transfer",
-                    patient.ward_id,
+                    admission_id,
+                    patient_id,
+                    event,
+                    from_ward,
                     to_ward,
                     ts(minute, start),
                     day,
                 )
             )
-            patient.ward_id = to_ward
 
+        def entered_in_error(event: str, minute: int) -> int | None:
+            """When ``event`` at ``minute`` is cancelled as entered in error; None if it stands."""
+            if cancel_draw() >= CANCELLED_SHARE[event]:
+                return None
+            low, high = CANCEL_DELAY_MINUTES
+            cancelled = minute + low + int(cancel_draw() * (high - low))
+            return cancelled if cancelled < day_end else None
+
+        day_context = _Day(schedule, record, entered_in_error, free_ward, next_id, occupancy)
         while events:
             minute, _, kind, payload = heapq.heappop(events)
             if kind == "arrive":
-                arrived = self._arrive(
-                    rng, state, tables, payload, occupancy, free_ward, next_id, events, day
-                )
+                arrived = self._arrive(state, tables, arrivals[payload], draws[payload], day_context, day)
                 if arrived is not None:
                     present[arrived.admission_id] = Presence(
                         arrived, arrived.ward_id, arrived.plan[-1][0], day_end
                     )
                 continue
+            if kind == "cancel":
+                # A11/A12/A13 reverse the admission's last event; the bed the error held (the
+                # admitting ward, the ward moved to) is free again, and the stay goes on
+                event, admission_id, patient_id, from_ward, to_ward = payload
+                record(admission_id, patient_id, f"cancel_{event}", from_ward, to_ward, minute)
+                if from_ward is not None:
+                    occupancy[from_ward] -= 1
+                resumed = state.inpatients.get(admission_id)
+                if resumed is not None and resumed.plan[0][0] < day_end:
+                    schedule(resumed.plan[0][0], "step", admission_id)
+                continue
             patient = state.inpatients[payload]
+            ids = (patient.admission_id, patient.patient_id)
             when, target = patient.plan[0]
             if target == 0:  # discharge
+                record(*ids, "discharge", patient.ward_id, None, minute)
+                cancel = None if patient.dies else entered_in_error("discharge", minute)
+                if cancel is not None:  # the patient never left, and leaves later
+                    schedule(cancel, "cancel", ("discharge", *ids, None, patient.ward_id))
+                    patient.plan[0][0] = cancel + 60 + int(cancel_draw() * 660)
+                    present[patient.admission_id].planned_discharge = patient.plan[0][0]
+                    continue
                 occupancy[patient.ward_id] -= 1
                 del state.inpatients[patient.admission_id]
                 present[patient.admission_id].until = minute
-                tables["transfers"].append(
-                    (
-                        next_id("transfer", 7),
-                        patient.admission_id,
-                        patient.patient_id,
-                        "discharge",
-                        patient.ward_id,
-                        None,
-                        ts(minute, start),
-                        day,
-                    )
-                )
                 tables["admission_discharges"].append(
                     (
                         patient.admission_id,
@@ -989,26 +1262,32 @@ class Hospital:
                         ts(minute, start) if patient.dies else None,
                     )
                 )
+                continue
+            ward = config.ward_by_id[target]
+            if ward.specialty != config.ward_by_id[patient.ward_id].specialty:
+                # a move to another service takes the bed with most room in that service
+                alternative = free_ward(ward.specialty)
+                target = alternative.ward_id if alternative else target
+            if occupancy[target] < config.ward_by_id[target].beds and target != patient.ward_id:
+                record(*ids, "transfer", patient.ward_id, target, minute)
+                occupancy[target] += 1
+                cancel = entered_in_error("transfer", minute)
+                if cancel is not None:  # the patient stays, and the move is entered again later
+                    schedule(cancel, "cancel", ("transfer", *ids, target, patient.ward_id))
+                    patient.plan[0][0] = cancel + 30 + int(cancel_draw() * 210)
+                    continue
+                occupancy[patient.ward_id] -= 1
+                patient.ward_id = target
+                patient.plan.pop(0)
+            elif ward.specialty == ICU or patient.delays >= 3 or target == patient.ward_id:
+                patient.plan.pop(0)  # no ICU bed: cared for where they are; or give up moving
             else:
-                ward = config.ward_by_id[target]
-                if ward.specialty != config.ward_by_id[patient.ward_id].specialty:
-                    # a move to another service takes the bed with most room in that service
-                    alternative = free_ward(ward.specialty)
-                    target = alternative.ward_id if alternative else target
-                if occupancy[target] < config.ward_by_id[target].beds and target != patient.ward_id:
-                    move(patient, minute, target)
-                    patient.plan.pop(0)
-                elif ward.specialty == ICU or patient.delays >= 3 or target == patient.ward_id:
-                    patient.plan.pop(0)  # no ICU bed: cared for where they are; or give up moving
-                else:
-                    patient.delays += 1
-                    patient.plan[0][0] = minute + 240  # wait four hours for a bed
-            if patient.admission_id in state.inpatients:
-                # a step planned before a delayed move happens right after it, never before
-                patient.plan[0][0] = max(patient.plan[0][0], minute)
-            if patient.admission_id in state.inpatients and patient.plan[0][0] < day_end:
-                order += 1
-                heapq.heappush(events, (patient.plan[0][0], order, "step", patient.admission_id))
+                patient.delays += 1
+                patient.plan[0][0] = minute + 240  # wait four hours for a bed
+            # a step planned before a delayed move happens right after it, never before
+            patient.plan[0][0] = max(patient.plan[0][0], minute)
+            if patient.plan[0][0] < day_end:
+                schedule(patient.plan[0][0], "step", patient.admission_id)
         return present
 
     def _stays(self, day: int, present: dict[int, Presence]) -> clinical.Stays:
@@ -1057,47 +1336,89 @@ class Hospital:
             count = int(rng.poisson(expected * planned_share))
             types = rng.choice(len(ADMISSION_TYPES), size=count, p=mix / mix.sum())
             people = self.population.sample(rng, specialty.name, count)
-            for type_index, person in zip(types.tolist(), people.tolist(), strict=True):
-                if type_index >= 3:
-                    minute_of_day = int(rng.integers(7 * 60, 11 * 60))
-                else:
-                    minute_of_day = int(_arrival_minute(rng))
-                arrivals.append(
-                    (
-                        day * MINUTES_PER_DAY + minute_of_day,
-                        specialty.name,
-                        ADMISSION_TYPES[type_index],
-                        int(person),
-                    )
+            # planned lists start between 07:00 and 11:00; emergencies follow the hourly curve
+            hours = np.minimum(np.searchsorted(_ARRIVAL_HOURS, rng.random(count), side="right"), 23)
+            minutes = np.where(
+                types >= 3, rng.integers(7 * 60, 11 * 60, count), hours * 60 + rng.integers(60, size=count)
+            )
+            arrivals.extend(
+                zip(
+                    (minutes + day * MINUTES_PER_DAY).tolist(),
+                    itertools.repeat(specialty.name),
+                    (ADMISSION_TYPES[t] for t in types.tolist()),
+                    people.tolist(),
                 )
+            )
         arrivals.sort()
         return arrivals
 
+    def _arrival_draws(
+        self, rng: np.random.Generator, day: int, arrivals: list[tuple[int, str, str, int]]
+    ) -> list[_ArrivalDraws]:
+        """Every random number an arrival may need once admitted, drawn for the whole day at once
+        (one NumPy call per quantity, not one per arrival)."""
+        n = len(arrivals)
+        if n == 0:
+            return []
+        _, specialties, types, people = zip(*arrivals, strict=True)
+        persons = np.array(people, dtype=np.int64)
+        ages = (self.config.start_date.toordinal() + day - self.population.birth_ordinal[persons]) / 365.25
+        location_u = rng.random(n).tolist()
+        locations = [_pick(ADMISSION_LOCATIONS[kind], u) for kind, u in zip(types, location_u, strict=True)]
+        stay_minutes = self._lengths_of_stay(rng, specialties, types)
+        stays = stay_minutes.tolist()
+        emergency = (rng.uniform(*EMERGENCY_STAY_HOURS, n) * 60).astype(np.int64).tolist()
+        icu_start = rng.uniform(0.05, 0.3, n).tolist()
+        icu_minutes = (
+            (rng.exponential(ICU_MEAN_STAY_DAYS - 0.5, n) * MINUTES_PER_DAY).astype(np.int64) + 720
+        ).tolist()
+        moves = np.minimum(rng.poisson(WARD_MOVES_PER_DAY * stay_minutes / MINUTES_PER_DAY), MAX_WARD_MOVES)
+        move_at = np.sort(rng.random((n, MAX_WARD_MOVES)), axis=1).tolist()
+        move_ward = rng.random((n, MAX_WARD_MOVES)).tolist()
+        u = rng.random((3, n)).tolist()
+        discharge = self._discharge_locations(rng, n)
+        diagnoses = self._diagnosis_codes(rng, specialties, ages, stay_minutes, self.config.date_of(day))
+        return [
+            _ArrivalDraws(*fields)
+            for fields in zip(
+                locations,
+                stays,
+                u[0],
+                emergency,
+                icu_start,
+                icu_minutes,
+                moves.tolist(),
+                move_at,
+                move_ward,
+                u[1],
+                ages.tolist(),
+                discharge,
+                diagnoses,
+                strict=True,
+            )
+        ]
+
     def _arrive(
         self,
-        rng: np.random.Generator,
         state: HospitalState,
         tables: dict[str, list[tuple[Any, ...]]],
         arrival: tuple[int, str, str, int],
-        occupancy: dict[int, int],
-        free_ward: Any,
-        next_id: Any,
-        events: list[tuple[int, int, str, Any]],
+        draws: _ArrivalDraws,
+        today: _Day,
         day: int,
     ) -> Inpatient | None:
-        """Ask for a bed; the new inpatient, or None when diverted or postponed."""
+        """Ask for a bed; the new inpatient, or None when diverted, postponed or cancelled."""
         minute, specialty_name, admission_type, person = arrival
         config, start = self.config, self.config.start_date
-        specialty = next(s for s in SPECIALTIES if s.name == specialty_name)
         patient_id = person + 1
         via_emergency = admission_type in ("EMERGENCY", "URGENT", "OBSERVATION")
-        ward = free_ward(EMERGENCY_UNIT) if via_emergency else None
-        ward = ward or free_ward(specialty_name)
+        ward = today.free_ward(EMERGENCY_UNIT) if via_emergency else None
+        ward = ward or today.free_ward(specialty_name)
         requested = config.wards_by_specialty[EMERGENCY_UNIT if via_emergency else specialty_name][0]
         outcome = "admitted" if ward else ("diverted" if via_emergency else "postponed")
         tables["bed_requests"].append(
             (
-                next_id("request"),
+                today.next_id("request"),
                 patient_id,
                 (ward or requested).ward_id,
                 ts(minute, start),
@@ -1108,43 +1429,10 @@ class Hospital:
         )
         if ward is None:
             return None
-        admission_id = next_id("admission")
-        stay = self._length_of_stay(rng, specialty, admission_type)
-        plan: list[list[int]] = []
-        icu_risk = specialty.icu_risk if admission_type in ("EMERGENCY", "URGENT") else specialty.icu_risk / 3
-        icu = rng.random() < icu_risk
-        cursor = minute
-        if ward.specialty == EMERGENCY_UNIT and admission_type != "OBSERVATION":
-            cursor += int(rng.uniform(*EMERGENCY_STAY_HOURS) * 60)
-            plan.append([cursor, config.wards_by_specialty[specialty_name][0].ward_id])
-        if icu:
-            cursor += int(rng.uniform(0.05, 0.3) * stay)
-            plan.append([cursor, config.wards_by_specialty[ICU][0].ward_id])
-            cursor += int(rng.exponential(ICU_MEAN_STAY_DAYS - 0.5) * MINUTES_PER_DAY) + 720
-            plan.append([cursor, config.wards_by_specialty[specialty_name][0].ward_id])
-        same_service = config.wards_by_specialty[specialty_name]
-        if len(same_service) > 1 and rng.random() < 0.25:
-            cursor += int(rng.uniform(0.2, 0.5) * stay)
-            plan.append([cursor, same_service[int(rng.integers(len(same_service)))].ward_id])
-        plan.append([max(cursor + 60, minute + stay), 0])
-        age = (config.start_date.toordinal() + day - self.population.birth_ordinal[person]) / 365.25
-        death_risk = 0.01 + 0.0009 * max(0.0, age - 30) + (0.15 if icu else 0.0)
-        if specialty_name in ("maternity", "psychiatry"):
-            death_risk /= 10
-        patient = self._new_inpatient(
-            rng,
-            admission_id,
-            patient_id,
-            ward.ward_id,
-            minute,
-            plan,
-            death_risk,
-            specialty_name,
-            admission_type,
-        )
-        state.inpatients[admission_id] = patient
-        occupancy[ward.ward_id] += 1
-        location_names, location_p = zip(*ADMISSION_LOCATIONS[admission_type], strict=True)
+        admission_id = today.next_id("admission")
+        today.occupancy[ward.ward_id] += 1
+        today.record(admission_id, patient_id, "admit", None, ward.ward_id, minute)
+        cancel = today.entered_in_error("admit", minute)
         tables["admissions"].append(
             (
                 admission_id,
@@ -1152,96 +1440,121 @@ class Hospital:
                 ward.ward_id,
                 ts(minute, start),
                 admission_type,
-                location_names[int(rng.choice(len(location_names), p=location_p))],
+                draws.admission_location,
+                None if cancel is None else ts(cancel, start),
                 day,
             )
         )
-        tables["transfers"].append(
-            (
-                next_id("transfer", 7),
-                admission_id,
-                patient_id,
-                "admit",
-                None,
-                ward.ward_id,
-                ts(minute, start),
-                day,
-            )
+        if cancel is not None:  # the bed stays taken until the admission is cancelled
+            today.schedule(cancel, "cancel", ("admit", admission_id, patient_id, ward.ward_id, None))
+            return None
+        specialty = _SPECIALTY[specialty_name]
+        stay = draws.stay
+        plan: list[list[int]] = []
+        icu_risk = specialty.icu_risk if admission_type in ("EMERGENCY", "URGENT") else specialty.icu_risk / 3
+        icu = draws.icu < icu_risk
+        cursor = minute
+        if ward.specialty == EMERGENCY_UNIT and admission_type != "OBSERVATION":
+            cursor += draws.emergency_minutes
+            plan.append([cursor, config.wards_by_specialty[specialty_name][0].ward_id])
+        if icu:
+            cursor += int(draws.icu_start * stay)
+            plan.append([cursor, config.wards_by_specialty[ICU][0].ward_id])
+            cursor += draws.icu_minutes
+            plan.append([cursor, config.wards_by_specialty[specialty_name][0].ward_id])
+        same_service = config.wards_by_specialty[specialty_name]
+        if len(same_service) > 1:
+            rest = max(0, minute + stay - cursor)
+            for at, which in itertools.islice(zip(draws.move_at, draws.move_ward, strict=True), draws.moves):
+                plan.append([cursor + int(at * rest), same_service[int(which * len(same_service))].ward_id])
+            cursor = plan[-1][0] if plan else cursor
+        plan.append([max(cursor + 60, minute + stay), 0])
+        death_risk = 0.01 + 0.0009 * max(0.0, draws.age - 30) + (0.15 if icu else 0.0)
+        if specialty_name in ("maternity", "psychiatry"):
+            death_risk /= 10
+        patient = Inpatient(
+            admission_id,
+            patient_id,
+            ward.ward_id,
+            minute,
+            plan,
+            draws.death < death_risk,
+            draws.discharge_location,
+            0,
+            specialty_name,
+            admission_type,
         )
-        tables["diagnoses"].extend(self._diagnoses(rng, admission_id, specialty_name, day, age))
+        state.inpatients[admission_id] = patient
+        tables["diagnoses"].extend(
+            (admission_id, seq, code) for seq, code in enumerate(draws.diagnoses, start=1)
+        )
         if patient.plan[0][0] < (day + 1) * MINUTES_PER_DAY:
-            heapq.heappush(events, (patient.plan[0][0], -admission_id, "step", admission_id))
+            today.schedule(patient.plan[0][0], "step", admission_id)
         return patient
 
-    def _new_inpatient(
-        self,
-        rng: np.random.Generator,
-        admission_id: int,
-        patient_id: int,
-        ward_id: int,
-        admitted: int,
-        plan: list[list[int]],
-        death_risk: float,
-        service: str,
-        admission_type: str,
-    ) -> Inpatient:
-        names, weights = zip(*DISCHARGE_LOCATIONS, strict=True)
-        location = names[int(rng.choice(len(names), p=np.array(weights) / sum(weights)))]
-        dies = bool(rng.random() < death_risk)
-        return Inpatient(
-            admission_id, patient_id, ward_id, admitted, plan, dies, location, 0, service, admission_type
-        )
-
-    def _length_of_stay(self, rng: np.random.Generator, specialty: Specialty, admission_type: str) -> int:
-        mean = specialty.mean_stay_days
-        if admission_type == "OBSERVATION":
-            mean = min(OBSERVATION_MAX_DAYS / 2, mean * 0.35)
-        elif admission_type == "SURGICAL SAME DAY":
-            mean = SAME_DAY_STAY_DAYS
+    def _lengths_of_stay(
+        self, rng: np.random.Generator, specialties: Sequence[str], types: Sequence[str]
+    ) -> np.ndarray:
+        """Minutes of each stay: log-normal around the service's mean (shorter for observation and
+        same-day surgery), at least four hours."""
+        mean = np.array([_mean_stay_days(name, kind) for name, kind in zip(specialties, types, strict=True)])
         sigma = 0.8
-        days = rng.lognormal(math.log(mean) - sigma**2 / 2, sigma)
-        if admission_type == "OBSERVATION":
-            days = min(days, OBSERVATION_MAX_DAYS)
-        return max(240, int(days * MINUTES_PER_DAY))
+        days = np.exp(np.log(mean) - sigma**2 / 2 + sigma * rng.standard_normal(len(mean)))
+        observation = np.array([kind == "OBSERVATION" for kind in types], dtype=bool)
+        days = np.where(observation, np.minimum(days, OBSERVATION_MAX_DAYS), days)
+        return np.maximum(240, (days * MINUTES_PER_DAY).astype(np.int64))
+
+    def _discharge_locations(self, rng: np.random.Generator, n: int) -> list[str]:
+        return [_pick(DISCHARGE_LOCATIONS, u) for u in rng.random(n).tolist()]
 
     @functools.cache  # noqa: B019 -- one Hospital per run, a handful of specialties
     def _secondary_codes(self, specialty: str) -> list[str]:
         return self.codes_by_category["comorbidity"] + self.codes_by_category[specialty]
 
-    def _diagnoses(
+    def _diagnosis_codes(
         self,
         rng: np.random.Generator,
-        admission_id: int,
-        specialty: str,
-        day: int,
-        age: float,
-    ) -> list[tuple[Any, ...]]:
-        date = self.config.date_of(day)
-        primary_pool = list(self.codes_by_category[specialty])
-        if specialty in ("medicine", "paediatrics") and rng.random() < (_flu_factor(date) - 1) * 2:
-            primary_pool = self.codes_by_category["respiratory"]
-        if specialty == "medicine" and rng.random() < _covid_factor(date) / (1 + _covid_factor(date)):
-            primary_pool = self.codes_by_category["covid"]
-        codes = [primary_pool[int(rng.integers(len(primary_pool)))]]
-        secondary = self._secondary_codes(specialty)
-        for _ in range(int(rng.poisson(3.0 + max(0.0, age) / 10))):
-            code = secondary[int(rng.integers(len(secondary)))]
-            if code not in codes:
-                codes.append(code)
-        return [(admission_id, seq, code, day) for seq, code in enumerate(codes, start=1)]
+        specialties: Sequence[str],
+        ages: np.ndarray,
+        stay_minutes: np.ndarray,
+        date: dt.date,
+    ) -> list[list[str]]:
+        """Each admission's ICD-10 codes: a primary one of its service (respiratory in the flu
+        season, COVID-19 in a wave), then distinct secondary ones, more for older patients and
+        longer stays (more comorbidities, and more found and coded over a longer stay)."""
+        n = len(specialties)
+        flu, covid = (_flu_factor(date) - 1) * 2, _covid_factor(date) / (1 + _covid_factor(date))
+        u = rng.random((3, n)).tolist()
+        stay_days = np.asarray(stay_minutes) / MINUTES_PER_DAY
+        counts = rng.poisson(SECONDARY_DIAGNOSES + np.maximum(ages, 0.0) / 8 + np.minimum(stay_days, 20) / 2)
+        picks = rng.random(int(counts.sum())).tolist()
+        ends = np.cumsum(counts).tolist()
+        codes, first = [], 0
+        for i, specialty in enumerate(specialties):
+            pool = self.codes_by_category[specialty]
+            if specialty in ("medicine", "paediatrics") and u[0][i] < flu:
+                pool = self.codes_by_category["respiratory"]
+            if specialty == "medicine" and u[1][i] < covid:
+                pool = self.codes_by_category["covid"]
+            secondary = self._secondary_codes(specialty)
+            chosen = [pool[int(u[2][i] * len(pool))]]
+            chosen += [secondary[int(v * len(secondary))] for v in picks[first : ends[i]]]
+            codes.append(list(dict.fromkeys(chosen)))
+            first = ends[i]
+        return codes
 
     def _select_streamed(self, transfers: list[tuple[Any, ...]], day: int) -> list[list[tuple[Any, ...]]]:
         """Three transfers from each fifth of the day, spread evenly, in event-time order."""
         ordered = sorted(transfers, key=lambda row: (row[6], row[0]))
         slots: list[list[tuple[Any, ...]]] = [[] for _ in range(STREAM_SLOTS_PER_DAY)]
-        day_start = dt.datetime.combine(self.config.date_of(day), dt.time(), SAST)
+        # the model's timestamps share one format and offset: as strings they sort by time
+        slot_minutes = MINUTES_PER_DAY // STREAM_SLOTS_PER_DAY
+        day_start = ts(day * MINUTES_PER_DAY, self.config.start_date)
+        bounds = [ts(day * MINUTES_PER_DAY + k * slot_minutes, self.config.start_date) for k in range(1, 5)]
         for row in ordered:
-            minute = (dt.datetime.fromisoformat(row[6]) - day_start).total_seconds() / 60
-            if minute < 0:
+            if row[6] < day_start:
                 continue  # day 0's records of stays that began before the start are not live
-            slots[
-                min(STREAM_SLOTS_PER_DAY - 1, int(minute * STREAM_SLOTS_PER_DAY // MINUTES_PER_DAY))
-            ].append(row)
+            slots[bisect.bisect_right(bounds, row[6])].append(row)
         chosen = []
         for rows in slots:
             if len(rows) <= TRANSFERS_PER_SLOT:
@@ -1288,12 +1601,6 @@ def _birthday(birth: dt.date, age: int) -> dt.date:
 
 #: emergency arrivals by hour: fewest around 04:00, most between 10:00 and 20:00
 _ARRIVAL_HOURS = np.cumsum([3, 2, 2, 2, 2, 2, 3, 4, 6, 7, 8, 8, 8, 8, 8, 8, 8, 8, 8, 7, 6, 5, 4, 3]) / 130
-
-
-def _arrival_minute(rng: np.random.Generator) -> int:
-    """An emergency arrival's minute of the day."""
-    hour = int(np.searchsorted(_ARRIVAL_HOURS, rng.random(), side="right"))
-    return min(hour, 23) * 60 + int(rng.integers(60))
 
 
 def _flu_factor(date: dt.date) -> float:

@@ -30,6 +30,7 @@ from hospital_stream.errors import DatabaseError, InvalidMessage
 from hospital_stream.metrics import METRICS
 from hospital_stream.models import (
     TRANSFER_COLUMNS,
+    BatchHeader,
     BatchMessage,
     StreamedTransfer,
     TableSpec,
@@ -81,7 +82,9 @@ class StoreResult:
     dead_letters: int = 0
 
 
-#: A day is complete once every chunk is stored and every ward's end-of-day census with it.
+#: A day is complete once every chunk is stored, every ward's end-of-day census with it, and
+#: every transfer it streamed live: the live copies travel on other partitions than the batch
+#: and may be read after it, and a run that ends at its last complete day must hold them.
 #: Every open day is looked at each time: a day whose last pieces were committed by two
 #: concurrent transactions (two workers) is completed by the next one, or by the timer.
 COMPLETE_DAYS = """
@@ -90,11 +93,28 @@ COMPLETE_DAYS = """
       AND chunks = (SELECT count(*) FROM ingested_chunks c WHERE c.sim_day = d.sim_day)
       AND (SELECT count(*) FROM ward_census w WHERE w.sim_day = d.sim_day)
           = (SELECT count(*) FROM wards)
+      AND (SELECT count(*) FROM transfers t
+           WHERE t.sim_day = d.sim_day AND t.seen_in_stream AND t.seen_in_batch) >= d.streamed
 """
 
 
 class RowsMissing(Exception):
     """An update chunk named rows that are not in the database."""
+
+
+class ChunkOutOfOrder(Exception):
+    """A chunk names rows of chunks that are not stored yet (its message's reason)."""
+
+
+#: Whether every chunk before (day, seq) is stored: the day's earlier chunks and every chunk of
+#: every earlier day (each earlier day closed, with as many chunks in the ledger as it has).
+PREDECESSORS_STORED = """
+    SELECT (SELECT count(*) FROM ingested_chunks WHERE sim_day = %(day)s AND seq < %(seq)s) = %(seq)s
+       AND (SELECT count(*) FROM sim_days WHERE sim_day < %(day)s) = %(day)s
+       AND NOT EXISTS (
+           SELECT 1 FROM sim_days d WHERE d.sim_day < %(day)s
+              AND d.chunks <> (SELECT count(*) FROM ingested_chunks c WHERE c.sim_day = d.sim_day))
+"""
 
 
 class PostgresSink(Service):
@@ -181,63 +201,63 @@ class PostgresSink(Service):
         streamed: dict[int, StreamedTransfer] = {}
         batches: list[tuple[Incoming, BatchMessage]] = []
         census: list[WardCensus] = []
-        async with self.pool.connection() as conn:
-            async with conn.transaction():
-                run_id = await self._run_id(conn)
-                for message in messages:
-                    try:
-                        kind = self.topics[message.topic]
-                        if kind == "streamed":
-                            transfer = parse_streamed_transfer(message.value, self.context)
-                            _check_run(transfer.run_id, run_id)
-                            streamed[transfer.transfer_id] = transfer
-                        elif kind == "batch":
-                            batch = parse_batch_message(message.value)
-                            _check_run(batch.header.run_id, run_id)
-                            batches.append((message, batch))
-                        elif kind == "census":
-                            census.append(parse_ward_census(message.value))
-                        else:
-                            dead.append(parse_dead_letter(message.value))
-                    except InvalidMessage as exc:
-                        dead.append(DeadLetter(message, str(exc)))
-                if streamed:
-                    await self._merge_streamed(conn, list(streamed.values()))
-                    result.transfers_streamed += len(streamed)
-                days: set[int] = set()
-                closed: set[int] = set()
-                for message, batch in batches:
-                    days.add(batch.header.day)
-                    if batch.header.kind == "day":
-                        closed.add(batch.header.day)
-                        result.days_closed += await self._close_day(conn, batch)
-                    elif await self._claim_chunk(conn, batch):
-                        result.chunks += 1
-                        result.rows += await self._write_chunk(conn, message, batch, dead)
+        async with self.pool.connection() as conn, conn.transaction():
+            run_id = await self._run_id(conn)
+            for message in messages:
+                try:
+                    kind = self.topics[message.topic]
+                    if kind == "streamed":
+                        transfer = parse_streamed_transfer(message.value, self.context)
+                        _check_run(transfer.run_id, run_id)
+                        streamed[transfer.transfer_id] = transfer
+                    elif kind == "batch":
+                        batch = parse_batch_message(message.value)
+                        _check_run(batch.header.run_id, run_id)
+                        batches.append((message, batch))
+                    elif kind == "census":
+                        census.append(parse_ward_census(message.value))
                     else:
-                        result.replayed_chunks += 1
-                stream_days = {t.day for t in streamed.values()} | closed
-                if stream_days:
-                    dead.extend(await self._reject_unconfirmed(conn, run_id or "", sorted(stream_days)))
-                if census:
-                    await self._store_census(conn, census)
-                    days.update(c.day for c in census)
-                if days:
-                    await conn.execute(COMPLETE_DAYS)
-                if dead:
-                    await self._dead_letter(conn, dead)
-                    result.dead_letters += len(dead)
-                    for letter in dead:  # ids only: a reason may quote the message's values
-                        logger.warning(
-                            "dead letter from %s[%d]@%d row %d (reason in dead_letters)",
-                            letter.source.topic,
-                            letter.source.partition,
-                            letter.source.offset,
-                            letter.row_number,
-                        )
-                committing = time.perf_counter()
-            METRICS.stage_seconds.labels("sink_commit").inc(time.perf_counter() - committing)
-            METRICS.stage_messages.labels("sink_commit").inc()
+                        dead.append(parse_dead_letter(message.value))
+                except InvalidMessage as exc:
+                    dead.append(DeadLetter(message, str(exc)))
+            if streamed:
+                await self._merge_streamed(conn, list(streamed.values()))
+                result.transfers_streamed += len(streamed)
+            days: set[int] = set()
+            closed: set[int] = set()
+            for message, batch in batches:
+                days.add(batch.header.day)
+                if batch.header.kind == "day":
+                    closed.add(batch.header.day)
+                    result.days_closed += await self._close_day(conn, batch)
+                elif await self._claim_chunk(conn, batch):
+                    try:
+                        result.rows += await self._write_chunk(conn, message, batch, dead)
+                        result.chunks += 1
+                    except ChunkOutOfOrder as exc:  # its copy sent again is stored
+                        await self._release_chunk(conn, batch)
+                        dead.append(DeadLetter(message, str(exc)))
+                else:
+                    result.replayed_chunks += 1
+            stream_days = {t.day for t in streamed.values()} | closed
+            if stream_days:
+                dead.extend(await self._reject_unconfirmed(conn, run_id or "", sorted(stream_days)))
+            if census:
+                await self._store_census(conn, census)
+                days.update(c.day for c in census)
+            if days:
+                await conn.execute(COMPLETE_DAYS)
+            if dead:
+                await self._dead_letter(conn, dead)
+                result.dead_letters += len(dead)
+                for letter in dead:  # ids only: a reason may quote the message's values
+                    logger.warning(
+                        "dead letter from %s[%d]@%d row %d (reason in dead_letters)",
+                        letter.source.topic,
+                        letter.source.partition,
+                        letter.source.offset,
+                        letter.row_number,
+                    )
         return result
 
     async def _run_id(self, conn: psycopg.AsyncConnection[Any]) -> str | None:
@@ -285,6 +305,12 @@ class PostgresSink(Service):
         )
         return cur.rowcount == 1
 
+    async def _release_chunk(self, conn: psycopg.AsyncConnection[Any], batch: BatchMessage) -> None:
+        await conn.execute(
+            "DELETE FROM ingested_chunks WHERE sim_day = %s AND seq = %s",
+            (batch.header.day, batch.header.seq),
+        )
+
     async def _write_chunk(
         self,
         conn: psycopg.AsyncConnection[Any],
@@ -292,10 +318,18 @@ class PostgresSink(Service):
         batch: BatchMessage,
         dead: list[DeadLetter],
     ) -> int:
-        """Write a chunk in a savepoint; if PostgreSQL rejects it, find the bad rows by halving."""
+        """Write a chunk in a savepoint; if PostgreSQL rejects it, find the bad rows by halving.
+
+        A chunk that names rows PostgreSQL does not have (a foreign key, an update's target)
+        while a chunk before it is not stored either arrived out of order, not with bad rows:
+        it raises ChunkOutOfOrder, so that neither its rows nor its ledger entry are kept and the
+        copy the generator sends again is stored whole. (A hole in the batch partition, e.g. a send
+        the broker refused between two it took, would otherwise lose the chunk's rows for good.)
+        """
         try:  # the payload as it came: no copy of its rows on the usual path
             return await _write_rows(conn, batch, batch.payload, batch.header.rows)
         except (*_ROW_ERRORS, RowsMissing) as exc:
+            await _check_in_order(conn, batch.header, exc)
             logger.info(  # not the error text: PostgreSQL quotes the offending value
                 "chunk %d/%d (%s) rejected (%s); looking for its bad rows",
                 batch.header.day,
@@ -345,9 +379,16 @@ class PostgresSink(Service):
     async def _close_day(self, conn: psycopg.AsyncConnection[Any], batch: BatchMessage) -> int:
         header = batch.header
         cur = await conn.execute(
-            "INSERT INTO sim_days (sim_day, sim_date, chunks, row_counts, checkpoint)"
-            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            (header.day, header.date, header.chunks, json.dumps(header.row_counts), batch.payload),
+            "INSERT INTO sim_days (sim_day, sim_date, chunks, row_counts, streamed, checkpoint)"
+            " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (
+                header.day,
+                header.date,
+                header.chunks,
+                json.dumps(header.row_counts),
+                header.streamed,
+                batch.payload,
+            ),
         )
         return cur.rowcount
 
@@ -388,6 +429,21 @@ class PostgresSink(Service):
                 " table_name = EXCLUDED.table_name, received_at = now(), replayed_at = NULL",
                 rows,
             )
+
+
+async def _check_in_order(conn: psycopg.AsyncConnection[Any], header: BatchHeader, error: Exception) -> None:
+    """Raise ChunkOutOfOrder when ``error`` is a missing reference and a chunk before this one
+    is not stored."""
+    if not isinstance(error, (psycopg.errors.ForeignKeyViolation, RowsMissing)):
+        return
+    cur = await conn.execute(PREDECESSORS_STORED, {"day": header.day, "seq": header.seq})
+    row = await cur.fetchone()
+    if row and row[0]:
+        return
+    raise ChunkOutOfOrder(
+        f"chunk {header.day}/{header.seq} ({header.table}) names rows of chunks not stored yet: it came"
+        f" out of order and is stored when the generator sends day {header.day} again"
+    )
 
 
 async def _write_rows(

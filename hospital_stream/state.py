@@ -6,6 +6,9 @@ idempotent: applying a change twice leaves the same value as applying it once.
 A ward's value keeps the census at the end of the last closed day (``patients``) and, on top,
 the live moves streamed since (``live``). A day's batch replaces both: it replays the ward's
 whole day in event-time order, so the live moves it already contains are dropped.
+
+HL7 cancellations (A11, A12, A13) need no rule of their own: each is a later transfer whose
+wards are the cancelled event's, swapped, so it moves the patient back like any other move.
 """
 
 from __future__ import annotations

@@ -50,7 +50,8 @@ CHECKS = (
     ),
     Check(
         "ward capacity",
-        "replaying every admit, transfer and discharge, no ward is ever above its beds or below zero",
+        "replaying every admit, transfer, discharge and cancellation, no ward is ever above its beds or "
+        "below zero",
         """WITH moves AS (
                SELECT transfer_id, to_ward_id AS ward_id, 1 AS delta FROM transfers
                WHERE to_ward_id IS NOT NULL AND sim_day <= %(day)s
@@ -64,6 +65,26 @@ CHECKS = (
            SELECT r.ward_id, r.transfer_id, r.occupied, w.beds
            FROM running r JOIN wards w USING (ward_id)
            WHERE r.occupied < 0 OR r.occupied > w.beds""",
+    ),
+    Check(
+        "cancellations",
+        "every A11/A12/A13 cancellation reverses its admission's event just before it, and an "
+        "admission is marked cancelled exactly when its admit was cancelled",
+        """WITH ordered AS (
+               SELECT t.*, lag(event_type) OVER w AS before_type, lag(from_ward_id) OVER w AS before_from,
+                      lag(to_ward_id) OVER w AS before_to
+               FROM transfers t WHERE sim_day <= %(day)s
+               WINDOW w AS (PARTITION BY admission_id ORDER BY transferred_at, transfer_id))
+           SELECT 'transfer' AS kind, admission_id, transfer_id, event_type FROM ordered
+           WHERE starts_with(event_type, 'cancel_') AND (
+                 before_type IS DISTINCT FROM substr(event_type, 8)
+              OR before_from IS DISTINCT FROM to_ward_id OR before_to IS DISTINCT FROM from_ward_id)
+           UNION ALL
+           SELECT 'admission', a.admission_id, c.transfer_id, 'cancelled_at' FROM admissions a
+           FULL JOIN (SELECT * FROM transfers WHERE event_type = 'cancel_admit' AND sim_day <= %(day)s) c
+               USING (admission_id)
+           WHERE (a.sim_day <= %(day)s OR c.sim_day IS NOT NULL)
+             AND a.cancelled_at IS DISTINCT FROM c.transferred_at""",
     ),
     Check(
         "retirement age",

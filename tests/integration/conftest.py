@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import shutil
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
+from psycopg import sql
 
 from benchmarks.common import free_port as free_port  # the tests import it from here
 from benchmarks.common import stack_settings, traversable_tempdir
@@ -62,3 +65,18 @@ def new_stack_settings() -> Iterator[Callable[[], Settings]]:
     for base, settings in made:
         stack.down(settings)
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def database_url(embedded_stack: Settings) -> Iterator[str]:
+    """A fresh, empty database of its own on the session's stack (dropped after the test)."""
+    host, port = embedded_stack.database_address
+    name = "db_" + uuid.uuid4().hex[:10]
+    with psycopg.connect(embedded_stack.database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = f"postgresql://hospital@{host}:{port}/{name}"
+    try:
+        yield url
+    finally:
+        with psycopg.connect(embedded_stack.database_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

@@ -8,7 +8,6 @@ The test gets a database of its own on the session's embedded stack.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 
 import numpy as np
 import psycopg
@@ -17,7 +16,6 @@ from psycopg import sql
 
 from hospital_stream import clinical, db, reference
 from hospital_stream.models import encode_copy_rows
-from hospital_stream.settings import Settings
 from tests.unit.test_clinical import START, make_cohort
 
 pytestmark = [pytest.mark.integration]
@@ -28,20 +26,6 @@ CLINICAL_TABLES = tuple(clinical.TABLE_COLUMNS)
 ADMISSIONS_PER_DAY = 140
 STAY_SCALE = 1.45
 MEASURED_DAYS = range(30, 34)
-
-
-@pytest.fixture
-def database_url(embedded_stack: Settings):
-    host, port = embedded_stack.database_address
-    name = "clinical_" + uuid.uuid4().hex[:10]
-    with psycopg.connect(embedded_stack.database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = f"postgresql://hospital@{host}:{port}/{name}"
-    try:
-        yield url
-    finally:
-        with psycopg.connect(embedded_stack.database_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def copy_in(conn: psycopg.Connection, table: str, columns: tuple[str, ...], payload: bytes) -> None:

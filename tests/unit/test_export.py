@@ -239,8 +239,10 @@ ADMISSION_ROW = {
     "discharged_at": at(9, 11),
     "discharge_location": "DIED",
     "died_at": at(9, 11),
+    "cancelled_at": None,
     "sim_day": 3,
     # admit to the emergency unit, move to ward 3, then to ward 7, discharge
+    "move_types": ["admit", "transfer", "transfer", "discharge"],
     "move_wards": [1, 3, 7, None],
     "move_times": [at(4, 8, 30), at(4, 14), at(6, 9), at(9, 11)],
     "diagnosis_seqs": [1, 2],
@@ -315,6 +317,7 @@ def test_an_open_stay_is_in_progress_with_its_current_ward_active():
         "discharged_at": None,
         "discharge_location": None,
         "died_at": None,
+        "move_types": ["admit", "transfer"],
         "move_wards": [1, 3],
         "move_times": [at(4, 8, 30), at(4, 14)],
         "diagnosis_seqs": None,
@@ -327,7 +330,7 @@ def test_an_open_stay_is_in_progress_with_its_current_ward_active():
         "status": "active",
         "period": {"start": "2020-01-04T14:00:00+02:00"},
     }
-    no_moves = valid(export.encounter({**row, "move_wards": None, "move_times": None}))
+    no_moves = valid(export.encounter({**row, "move_types": None, "move_wards": None, "move_times": None}))
     assert no_moves["location"] == [
         {
             "location": {"reference": "Location/1"},
@@ -335,6 +338,37 @@ def test_an_open_stay_is_in_progress_with_its_current_ward_active():
             "period": {"start": "2020-01-04T08:30:00+02:00"},
         }
     ]
+
+
+def test_cancelled_events_leave_the_corrected_ward_history():
+    """A12 and A13 remove the transfer and discharge they cancel; the stay goes on."""
+    row = {
+        **ADMISSION_ROW,
+        "move_types": ["admit", "transfer", "cancel_transfer", "transfer", "discharge", "cancel_discharge"],
+        "move_wards": [1, 7, 1, 3, None, 3],
+        "move_times": [at(4, 8, 30), at(4, 12), at(4, 13), at(4, 14), at(8, 10), at(8, 11)],
+    }
+    resource = valid(export.encounter(row))
+    assert [(s["location"]["reference"], s["period"]) for s in resource["location"]] == [
+        ("Location/1", {"start": "2020-01-04T08:30:00+02:00", "end": "2020-01-04T14:00:00+02:00"}),
+        ("Location/3", {"start": "2020-01-04T14:00:00+02:00", "end": "2020-01-09T11:00:00+02:00"}),
+    ]
+
+
+def test_a_cancelled_admission_is_an_encounter_entered_in_error():
+    row = {
+        **ADMISSION_ROW,
+        "discharged_at": None,
+        "discharge_location": None,
+        "died_at": None,
+        "cancelled_at": at(4, 9),
+        "move_types": ["admit", "cancel_admit"],
+        "move_wards": [1, None],
+        "move_times": [at(4, 8, 30), at(4, 9)],
+        "diagnosis_seqs": None,
+    }
+    resource = valid(export.encounter(row))
+    assert resource["status"] == "entered-in-error" and "location" not in resource
 
 
 def test_location_is_a_ward_with_its_beds():

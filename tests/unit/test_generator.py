@@ -44,6 +44,8 @@ def test_a_day_encodes_as_chunks_then_one_closing_message():
     assert stored == {k: v for k, v in close.header.row_counts.items() if v}
     assert stored["patients"] == 12_000
     assert sim.decode_checkpoint(close.payload).next_day == 1
+    # the day is complete only once the transfers it streamed live are stored too
+    assert close.header.streamed == sum(len(slot) for slot in day0.streamed) > 0
     # a quiet day still has a transfers chunk, so every ward closes every day
     quiet = sim.DayRecords(1, day1.date, {"transfers": []}, [[]] * 5, day1.state)
     tables = [models.parse_batch_message(raw).header.table for raw in encode_day("run", quiet)]

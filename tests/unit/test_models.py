@@ -21,21 +21,26 @@ def test_copy_text_round_trips_awkward_values():
 
 
 def test_chunk_round_trip():
-    raw = models.encode_chunk("run1", 3, 7, "admissions", [(1, 2, 3, "2020-01-01", "EMERGENCY", "ER", 3)])
+    raw = models.encode_chunk(
+        "run1", 3, 7, "admissions", [(1, 2, 3, "2020-01-01", "EMERGENCY", "ER", None, 3)]
+    )
     message = models.parse_batch_message(raw)
     assert message.header.kind == "chunk"
     assert (message.header.day, message.header.seq, message.header.rows) == (3, 7, 1)
     assert message.spec.target == "admissions"
-    assert message.rows() == [["1", "2", "3", "2020-01-01", "EMERGENCY", "ER", "3"]]
+    assert message.rows() == [["1", "2", "3", "2020-01-01", "EMERGENCY", "ER", None, "3"]]
 
 
 def test_day_close_carries_checkpoint_and_counts():
 
-    raw = models.encode_day_close("run1", 4, 9, dt.date(2020, 1, 5), {"admissions": 12}, b"\x00\x01binary")
+    raw = models.encode_day_close(
+        "run1", 4, 9, dt.date(2020, 1, 5), {"admissions": 12}, 15, b"\x00\x01binary"
+    )
     message = models.parse_batch_message(raw)
     assert message.header.kind == "day"
     assert message.header.chunks == 9
     assert message.header.row_counts == {"admissions": 12}
+    assert message.header.streamed == 15
     assert message.payload == b"\x00\x01binary"
 
 
@@ -70,7 +75,7 @@ def test_bad_batch_messages_are_rejected_with_a_reason(make, reason):
     ("raw", "table"),
     [
         (models.encode_chunk("run1", 1, 0, "wards", [(1, "A", "Ward A", "medicine", 10, 0)]), "wards"),
-        (models.encode_day_close("run1", 4, 9, dt.date(2020, 1, 5), {}, b"\x00"), ""),
+        (models.encode_day_close("run1", 4, 9, dt.date(2020, 1, 5), {}, 0, b"\x00"), ""),
         (b'{"table": "patients"}\nanything, unvalidated', "patients"),
         (b"", None),
         (None, None),
@@ -105,8 +110,12 @@ def test_streamed_transfer_parses_and_maps_to_a_row():
     assert transfer.row() == (20000001, 2000001, 5, "transfer", 1, 2, "2020-01-03T10:00:00+02:00", 2)
 
 
-def test_streamed_transfer_from_a_simulator_row_round_trips():
-    row = (20000001, 2000001, 5, "admit", None, 2, "2020-01-03T10:00:00+02:00", 2)
+@pytest.mark.parametrize(
+    ("event", "from_ward", "to_ward"),
+    [("admit", None, 2), ("cancel_admit", 2, None), ("cancel_transfer", 2, 1), ("cancel_discharge", None, 2)],
+)
+def test_streamed_transfer_from_a_simulator_row_round_trips(event, from_ward, to_ward):
+    row = (20000001, 2000001, 5, event, from_ward, to_ward, "2020-01-03T10:00:00+02:00", 2)
     transfer = models.streamed_transfer_from_row("r", row)
     assert models.parse_streamed_transfer(transfer.dumps()).row() == row
 
@@ -119,6 +128,8 @@ def test_streamed_transfer_from_a_simulator_row_round_trips():
         (_transfer(event_type="teleport"), "unknown event_type"),
         (_transfer(from_ward_id=None), "wrong wards"),
         (_transfer(event_type="admit"), "wrong wards"),
+        (_transfer(event_type="cancel_discharge"), "wrong wards"),
+        (_transfer(event_type="cancel_admit", to_ward_id=None, from_ward_id=None), "wrong wards"),
         (_transfer(to_ward_id=1), "ward it came from"),
         (_transfer(transferred_at="yesterday"), "not a timestamp"),
         (_transfer(transferred_at="2020-01-03T10:00:00"), "no time zone"),
@@ -185,6 +196,6 @@ def test_numbers_beyond_postgresql_integers_are_rejected_not_crashing_the_sink()
 
 
 def test_a_day_message_needs_a_real_date():
-    raw = models.encode_day_close("run1", 4, 9, dt.date(2020, 1, 5), {}, b"state")
+    raw = models.encode_day_close("run1", 4, 9, dt.date(2020, 1, 5), {}, 0, b"state")
     with pytest.raises(InvalidMessage, match="day message with date"):
         models.parse_batch_message(_tamper(raw, date="yesterday"))

@@ -2,6 +2,7 @@
 
 import collections
 import datetime as dt
+import itertools
 
 import numpy as np
 import pytest
@@ -41,6 +42,16 @@ def test_resuming_from_a_checkpoint_continues_identically(days):
     assert [r.day for r in resumed] == list(range(40, 50))
     for original, again in zip(days[40:50], resumed, strict=True):
         assert _materialised(original) == _materialised(again)
+
+
+def test_a_checkpoint_round_trips_exactly_past_32_bit_ids(days):
+    state = sim.decode_checkpoint(sim.encode_checkpoint(days[20].state))
+    late = sim.make_id(3_000, 1)  # day 3,000: an admission id past 2**31
+    state.inpatients[late] = sim.Inpatient(late, 7, 1, 3_000 * 1440, [[3_001 * 1440, 0]], True, "HOME")
+    blob = sim.encode_checkpoint(state)
+    again = sim.decode_checkpoint(blob)
+    assert again == state and sim.encode_checkpoint(again) == blob
+    assert sim.decode_checkpoint(sim.encode_checkpoint(days[20].state)) == days[20].state
 
 
 def test_simulating_a_day_does_not_change_the_callers_state(days):
@@ -212,6 +223,8 @@ def test_admission_mix_and_stays_are_plausible(days):
     assert 0.45 <= types["EMERGENCY"] / len(admissions) <= 0.6
     transfers = sum(len(r.tables["transfers"]) for r in days[1:])
     assert 2.5 <= transfers / len(admissions) <= 5.0
+    diagnoses = sum(len(r.tables["diagnoses"]) for r in days[1:])
+    assert 9 <= diagnoses / len(admissions) <= 13  # MIMIC-IV: about 11 (realism.md)
     per_bed_year = len(admissions) / CONFIG.beds * 365 / 89
     assert 30 <= per_bed_year <= 80
 
@@ -239,3 +252,41 @@ def test_clinical_rates_come_out_in_the_published_ranges(days):
     prescriptions = sum(len(records.tables["prescriptions"]) for records in steady)
     assert 8.9 <= labs / bed_days <= 13.2  # lab tests per patient-day (realism.md)
     assert 25 <= prescriptions / admissions <= 45  # MIMIC-IV: about 36 per admission
+
+
+def test_cancellations_reverse_the_admissions_last_event_the_same_day(days):
+    """A11/A12/A13 at small rates, each undoing the event before it (realism.md, HL7 v2)."""
+    events: dict[int, list[tuple]] = collections.defaultdict(list)
+    cancelled_at, discharged, diagnosed = {}, set(), set()
+    for records in days:
+        for row in records.tables["transfers"]:
+            events[row[1]].append(row)
+        cancelled_at |= {row[0]: row[6] for row in records.tables["admissions"] if row[6] is not None}
+        discharged |= {row[0] for row in records.tables["admission_discharges"]}
+        diagnosed |= {row[0] for row in records.tables["diagnoses"].rows()}
+    kinds = collections.Counter(row[3] for rows in events.values() for row in rows)
+    cancellations = sum(kinds[f"cancel_{event}"] for event in ("admit", "transfer", "discharge"))
+    assert all(kinds[f"cancel_{event}"] > 0 for event in ("admit", "transfer", "discharge")), kinds
+    assert cancellations < 0.01 * kinds.total(), kinds
+    for admission_id, rows in events.items():
+        rows.sort(key=lambda r: (r[6], r[0]))
+        assert [r[0] for r in rows] == sorted(r[0] for r in rows)  # ids follow event time
+        for before, row in itertools.pairwise(rows):
+            if row[3].startswith("cancel_"):
+                assert (before[3], before[4], before[5]) == (row[3].removeprefix("cancel_"), row[5], row[4])
+                assert before[7] == row[7] and before[6] < row[6]
+        if rows[-1][3] == "cancel_admit":
+            assert len(rows) == 2 and cancelled_at[admission_id] == rows[-1][6]
+            assert admission_id not in discharged and admission_id not in diagnosed
+    assert len(cancelled_at) == kinds["cancel_admit"]
+
+
+def test_a_full_size_hospital_moves_its_patients_about_as_often_as_mimic():
+    """Emergency unit, ICU and moves between a service's wards (a ward per ~40 beds) give about
+    MIMIC-IV's 4.4 transfer rows an admission (realism.md); 1,800 beds as by default."""
+    admissions = transfers = 0
+    for records in sim.iter_days(sim.HospitalConfig(seed=7, beds=1800, population=2_000_000), 15):
+        if records.day >= 3:  # after day 0's inpatients, admitted before the start
+            admissions += len(records.tables["admissions"])
+            transfers += len(records.tables["transfers"])
+    assert 3.8 <= transfers / admissions <= 5.0

@@ -85,6 +85,45 @@ def test_occupancy_changes_for_a_day_cover_every_ward_in_event_order():
     assert changes[3].moves == []
 
 
+def test_cancellations_reverse_the_event_they_cancel():
+    """A13 puts a discharged patient back in the ward, A12 moves them back, A11 frees the bed."""
+    rows = [
+        (1, 1, 10, "admit", None, 1, "2020-01-01T08:00:00+02:00", 0),
+        (2, 2, 20, "admit", None, 1, "2020-01-01T08:30:00+02:00", 0),
+        (3, 1, 10, "transfer", 1, 2, "2020-01-01T09:00:00+02:00", 0),
+        (4, 1, 10, "cancel_transfer", 2, 1, "2020-01-01T09:40:00+02:00", 0),
+        (5, 1, 10, "discharge", 1, None, "2020-01-01T12:00:00+02:00", 0),
+        (6, 2, 20, "cancel_admit", 1, None, "2020-01-01T12:10:00+02:00", 0),
+        (7, 1, 10, "cancel_discharge", None, 1, "2020-01-01T13:00:00+02:00", 0),
+    ]
+    wards = {}
+    for change in state.occupancy_changes_for_day(0, [1, 2], rows):
+        wards[change.ward_id], _ = state.apply_occupancy_change(state.new_ward(change.ward_id, 2), change)
+    assert wards[1]["patients"] == {"1": 10} and wards[2]["patients"] == {}
+
+
+def test_a_streamed_cancellation_shows_in_the_live_view():
+    ward, _ = state.apply_occupancy_change(state.new_ward(1, beds=2), _batch(0, [[1, 10, 1]]))
+    for transfer_id, event, from_ward, to_ward in (
+        (5, "discharge", 1, None),
+        (6, "cancel_discharge", None, 1),
+    ):
+        transfer = StreamedTransfer(
+            run_id="r",
+            day=1,
+            transfer_id=transfer_id,
+            admission_id=1,
+            patient_id=10,
+            event_type=event,
+            from_ward_id=from_ward,
+            to_ward_id=to_ward,
+            transferred_at="2020-01-02T09:00:00+02:00",
+        )
+        (change,) = state.occupancy_changes_for_transfer(transfer)
+        ward, _ = state.apply_occupancy_change(ward, change)
+        assert state.ward_view(ward)["occupied"] == (0 if event == "discharge" else 1)
+
+
 def test_a_streamed_transfer_changes_both_wards():
     transfer = StreamedTransfer(
         run_id="r",
