@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_ARGS ?= --speed 1800
 BENCH_ARGS ?=
 
-.PHONY: install demo test test-unit test-integration lint stack-up stack-down status validate bench bench-sim screenshot clean
+.PHONY: install demo test test-unit test-integration lint stack-up stack-down status validate bench bench-sim bench-queries screenshot clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,9 @@ bench: $(STAMP)  ## the pipeline at max speed against a bare COPY of its rows, s
 
 bench-sim: $(STAMP)  ## time the simulator against a bare PostgreSQL COPY of its rows (BENCH_ARGS="--days 60")
 	$(BIN)/python -m benchmarks.bench_sim $(BENCH_ARGS)
+
+bench-queries: $(STAMP)  ## time every validate check and dashboard read on HOSPITAL_DATABASE_URL (BENCH_ARGS="--from 800")
+	$(BIN)/python -m benchmarks.bench_queries $(BENCH_ARGS)
 
 screenshot: $(STAMP)  ## regenerate docs/dashboard.png: a short run on a fresh embedded stack, shot by headless Chromium
 	$(BIN)/python docs/screenshot.py

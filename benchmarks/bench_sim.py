@@ -60,6 +60,8 @@ RUN_ID = "bench-sim"
 COPY_BLOCK = 1 << 20
 DEFAULT_DAYS = 30
 STAGE_PREFIX = "bench_stage_"
+#: the spool's file of every message header (and each day's checkpoint, in hex)
+LEDGER = "ledger.jsonl"
 
 
 # --- figures --------------------------------------------------------------------------------------
@@ -335,7 +337,7 @@ def generate(
                 day0_state = state
             for name in records.tables:
                 phase.tables.setdefault(name, TableFigures())
-            _spool(messages[:-1], phase, spool, files)  # the last one closes the day: no rows
+            _spool(messages, phase, spool, files)
             if day == 0 or day % 10 == 0 or day == days:
                 progress(f"generated day {day} of {days} ({t2 - t0:.2f} s)")
     finally:
@@ -345,9 +347,19 @@ def generate(
 
 
 def _spool(messages: Sequence[bytes], phase: Phase, spool: Path, files: dict[Path, IO[bytes]]) -> None:
+    """Each chunk's rows to its table's file; every header, and the closing message's checkpoint,
+    to the ledger (what ``--keep`` stores as the sink's bookkeeping)."""
+    ledger = files.get(spool / LEDGER)
+    if ledger is None:
+        spool.mkdir(parents=True, exist_ok=True)
+        ledger = files[spool / LEDGER] = (spool / LEDGER).open("wb")
     for message in messages:
         head, _, payload = message.partition(b"\n")
         header = json.loads(head)
+        if header["kind"] == "day":
+            ledger.write(head + b"\t" + payload.hex().encode() + b"\n")
+            continue
+        ledger.write(head + b"\n")
         figures = phase.tables.setdefault(header["table"], TableFigures())
         figures.rows += header["rows"]
         figures.bytes += len(payload)
@@ -455,6 +467,58 @@ def _apply_staged(conn: psycopg.Connection[Any], name: str, rows: int) -> None:
     conn.execute(sql.SQL("TRUNCATE {}").format(stage))
 
 
+#: every ward's end-of-day occupancy, replayed from the transfers (what the occupancy agent sends)
+CENSUS_FROM_TRANSFERS = """
+    INSERT INTO ward_census (sim_day, ward_id, occupied)
+    SELECT d.sim_day, w.ward_id,
+           sum(coalesce(m.delta, 0)) OVER (PARTITION BY w.ward_id ORDER BY d.sim_day)
+    FROM sim_days d CROSS JOIN wards w
+    LEFT JOIN (
+        SELECT sim_day, ward_id, sum(delta) AS delta FROM (
+            SELECT sim_day, to_ward_id AS ward_id, 1 AS delta FROM transfers WHERE to_ward_id IS NOT NULL
+            UNION ALL
+            SELECT sim_day, from_ward_id, -1 FROM transfers WHERE from_ward_id IS NOT NULL) moves
+        GROUP BY sim_day, ward_id) m ON m.sim_day = d.sim_day AND m.ward_id = w.ward_id
+"""
+
+
+def store_bookkeeping(conn: psycopg.Connection[Any], config: sim.HospitalConfig, spool: Path) -> None:
+    """What the pipeline stores besides the rows, so that ``validate`` and the dashboard accept
+    the kept database: the run, the chunk ledger, every day closed with its checkpoint and
+    completed, and the end-of-day census (from the transfers, as the occupancy agent counts it)."""
+    chunks, days = [], []
+    with (spool / LEDGER).open("rb") as ledger:
+        for line in ledger:
+            head, _, checkpoint = line.rstrip(b"\n").partition(b"\t")
+            h = json.loads(head)
+            if h["kind"] == "day":
+                days.append(
+                    (
+                        h["day"],
+                        h["date"],
+                        h["chunks"],
+                        json.dumps(h["row_counts"]),
+                        bytes.fromhex(checkpoint.decode()),
+                    )
+                )
+            else:
+                chunks.append((h["day"], h["seq"], h["table"], h["rows"]))
+    with conn.transaction():
+        db.ensure_run(conn, RUN_ID, config.to_json())
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO ingested_chunks (sim_day, seq, table_name, row_count) VALUES (%s, %s, %s, %s)",
+                chunks,
+            )
+            cur.executemany(
+                "INSERT INTO sim_days (sim_day, sim_date, chunks, row_counts, checkpoint, completed_at)"
+                " VALUES (%s, %s, %s, %s, %s, now())",
+                days,
+            )
+        conn.execute(CENSUS_FROM_TRANSFERS)
+    conn.execute("ANALYZE")
+
+
 def database_bytes(conn: psycopg.Connection[Any]) -> int:
     row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
     assert row is not None
@@ -475,7 +539,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     add_hospital_arguments(parser)
     parser.add_argument(
-        "--keep", action="store_true", help="leave the benchmark's PostgreSQL running and its home in place"
+        "--keep",
+        action="store_true",
+        help="leave the benchmark's PostgreSQL running and its home in place, with the run, chunks, "
+        "closed days and census the pipeline would store (validate and the dashboard accept it)",
     )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
     parser.add_argument(
@@ -524,6 +591,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if phase.first_day == 0:
                     report.database_bytes_after_day0 = database_bytes(conn)
             report.database_bytes = database_bytes(conn)
+            if args.keep:
+                progress("storing the run, the chunk ledger, the closed days and the census (--keep)")
+                store_bookkeeping(conn, config, spool)
         shutil.rmtree(spool, ignore_errors=True)
         report.load_end = loadavg()
         print(format_report(report), flush=True)

@@ -62,6 +62,16 @@ def test_generation_spools_exactly_the_simulated_rows(generation):
             assert text.count(b"\n") == figures.rows
             assert text.split(b"\n", 1)[0].count(b"\t") == len(TABLES[name].columns) - 1
     assert day0.tables["patients"].rows == CONFIG.population
+    ledger = [
+        json.loads(line.split(b"\t")[0]) for line in (spool / bench_sim.LEDGER).read_bytes().splitlines()
+    ]
+    closed = [h for h in ledger if h["kind"] == "day"]
+    assert [h["day"] for h in closed] == [0, 1, 2]
+    for header in closed:  # each day's close counts its chunks, and they add up to its rows
+        chunks = [h for h in ledger if h["kind"] == "chunk" and h["day"] == header["day"]]
+        assert header["chunks"] == len(chunks) == max(h["seq"] for h in chunks) + 1
+        for table, rows in header["row_counts"].items():
+            assert sum(h["rows"] for h in chunks if h["table"] == table) == rows, table
     assert result.construction_seconds > 0
     assert result.day0_state.next_day == 1
 
