@@ -585,14 +585,19 @@ class Dashboard(Service):
                 census.setdefault(day, {})[ward_id] = occupied
             admissions = dict(
                 await self.fetch(
-                    "SELECT sim_day, count(*) FROM admissions WHERE sim_day BETWEEN %s AND %s GROUP BY 1",
+                    # an admission cancelled in error (HL7 A11) never happened
+                    "SELECT sim_day, count(*) FROM admissions"
+                    " WHERE sim_day BETWEEN %s AND %s AND cancelled_at IS NULL GROUP BY 1",
                     (lo, hi),
                 )
             )
             discharges = dict(
                 await self.fetch(
-                    "SELECT sim_day, count(*) FROM transfers"
-                    " WHERE sim_day BETWEEN %s AND %s AND event_type = 'discharge' GROUP BY 1",
+                    # net of the discharges cancelled in error (HL7 A13, on the same day)
+                    "SELECT sim_day, count(*) FILTER (WHERE event_type = 'discharge')"
+                    " - count(*) FILTER (WHERE event_type = 'cancel_discharge') FROM transfers"
+                    " WHERE sim_day BETWEEN %s AND %s AND event_type IN ('discharge', 'cancel_discharge')"
+                    " GROUP BY 1",
                     (lo, hi),
                 )
             )
