@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_ARGS ?= --speed 1800
 BENCH_ARGS ?=
 
-.PHONY: install demo test test-unit test-integration lint stack-up stack-down status validate bench-sim bench-queries screenshot clean
+.PHONY: install demo test test-unit test-integration lint stack-up stack-down status validate bench bench-sim bench-queries screenshot clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,9 @@ status: $(STAMP)  ## what is stored so far
 
 validate: $(STAMP)  ## check the stored data's invariants
 	$(BIN)/hospital-stream validate
+
+bench: $(STAMP)  ## the pipeline at max speed against a bare COPY of its rows, stages, memory, latency (BENCH_ARGS="--days 300")
+	$(BIN)/python -m benchmarks.bench_e2e $(BENCH_ARGS)
 
 bench-sim: $(STAMP)  ## time the simulator against a bare PostgreSQL COPY of its rows (BENCH_ARGS="--days 60")
 	$(BIN)/python -m benchmarks.bench_sim $(BENCH_ARGS)

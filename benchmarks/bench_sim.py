@@ -27,13 +27,10 @@ import dataclasses
 import datetime as dt
 import io
 import json
-import math
 import os
 import pstats
 import shutil
-import socket
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -42,13 +39,24 @@ from typing import IO, Any
 import psycopg
 from psycopg import sql
 
+from benchmarks import common
+from benchmarks.common import (
+    MB,
+    add_hospital_arguments,
+    hospital_settings,
+    loadavg,
+    non_negative_int,
+    num,
+    rate,
+    stack_settings,
+    traversable_tempdir,
+)
 from hospital_stream import db, sim, stack
 from hospital_stream.generator import encode_day
 from hospital_stream.models import TABLES
 from hospital_stream.settings import Settings
 
 RUN_ID = "bench-sim"
-MB = 1_000_000
 COPY_BLOCK = 1 << 20
 DEFAULT_DAYS = 30
 STAGE_PREFIX = "bench_stage_"
@@ -114,11 +122,6 @@ class Report:
     load_start: str = ""
     load_end: str = ""
     notes: list[str] = dataclasses.field(default_factory=list)
-
-
-def rate(amount: float, seconds: float) -> float:
-    """``amount`` per second; NaN when nothing was timed."""
-    return amount / seconds if seconds > 0 else math.nan
 
 
 def ratios(report: Report) -> dict[str, float]:
@@ -204,20 +207,9 @@ def summary(report: Report) -> dict[str, Any]:
     }
 
 
-def _json_ready(value: Any) -> Any:
-    """NaN (JSON has none) as null."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_ready(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_ready(v) for v in value]
-    return value
-
-
 def to_json(report: Report) -> str:
     """The summary as strict JSON text."""
-    return json.dumps(_json_ready(summary(report)), indent=2, allow_nan=False) + "\n"
+    return common.to_json(summary(report))
 
 
 def copy_target(table: str) -> str:
@@ -230,10 +222,6 @@ def copy_target(table: str) -> str:
 
 
 # --- the report -----------------------------------------------------------------------------------
-
-
-def _num(value: float, digits: int = 0) -> str:
-    return "-" if math.isnan(value) else f"{value:,.{digits}f}"
 
 
 def format_report(report: Report) -> str:
@@ -255,7 +243,7 @@ def format_report(report: Report) -> str:
         lines.append(
             f"{p.name:<12}{p.rows:>12,}{p.bytes / MB:>10.2f}{p.simulate_seconds:>12.2f}"
             f"{p.encode_seconds:>10.2f}{seconds:>10.2f}"
-            f"{_num(rate(p.rows, seconds)):>12}{_num(rate(p.bytes / MB, seconds), 2):>9}"
+            f"{num(rate(p.rows, seconds)):>12}{num(rate(p.bytes / MB, seconds), 2):>9}"
         )
     lines += [
         "",
@@ -266,13 +254,13 @@ def format_report(report: Report) -> str:
     for p in report.phases:
         lines.append(
             f"{p.name:<12}{p.rows:>12,}{p.bytes / MB:>10.2f}{p.copy_seconds:>10.2f}"
-            f"{_num(rate(p.rows, p.copy_seconds)):>12}{_num(rate(p.bytes / MB, p.copy_seconds), 2):>9}"
+            f"{num(rate(p.rows, p.copy_seconds)):>12}{num(rate(p.bytes / MB, p.copy_seconds), 2):>9}"
             f"{p.apply_seconds:>16.2f}"
         )
     lines += ["", "ratio generation / COPY (rows/s; 3 or more: generation is never the bottleneck)"]
     for name, value in ratios(report).items():
         label = f"{name} (with Hospital())" if name == "overall" else name
-        lines.append(f"{label:<28}{_num(value, 2):>8}")
+        lines.append(f"{label:<28}{num(value, 2):>8}")
     steady = next((p for p in report.phases if p.first_day > 0), None)
     if steady is not None:
         lines += [
@@ -283,7 +271,7 @@ def format_report(report: Report) -> str:
         for name, t in steady.tables.items():
             lines.append(
                 f"{name:<24}{t.rows / steady.days:>10,.1f}{t.bytes / steady.days / 1000:>10.1f}"
-                f"{_num(rate(t.rows, t.copy_seconds)):>13}  {copy_target(name)}"
+                f"{num(rate(t.rows, t.copy_seconds)):>13}  {copy_target(name)}"
             )
         lines.append(
             f"{'all':<24}{steady.rows / steady.days:>10,.1f}{steady.bytes / steady.days / 1000:>10.1f}"
@@ -292,7 +280,7 @@ def format_report(report: Report) -> str:
         "",
         f"database: {report.database_bytes_after_day0 / MB:,.1f} MB after day 0, "
         f"{report.database_bytes / MB:,.1f} MB after day {report.days}; "
-        f"hospital records: {_num(bytes_per_day(report) / MB, 2)} MB per simulated day",
+        f"hospital records: {num(bytes_per_day(report) / MB, 2)} MB per simulated day",
         *report.notes,
     ]
     return "\n".join(lines)
@@ -402,24 +390,6 @@ def profile_days(hospital: sim.Hospital, state: sim.HospitalState, days: int, to
 
 
 # --- step 2: the bare COPY ------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def stack_settings(home: Path) -> Settings:
-    """Settings of an embedded stack of its own: ``home``, free ports."""
-    return Settings.from_env(
-        {
-            "HOSPITAL_HOME": str(home),
-            "HOSPITAL_KAFKA_URL": f"kafka://127.0.0.1:{free_port()}",
-            "HOSPITAL_DATABASE_URL": f"postgresql://hospital@127.0.0.1:{free_port()}/hospital",
-        }
-    )
 
 
 def _stage_name(table: str) -> str:
@@ -558,20 +528,6 @@ def database_bytes(conn: psycopg.Connection[Any]) -> int:
 # --- the command ----------------------------------------------------------------------------------
 
 
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is negative")
-    return value
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} is not positive")
-    return value
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.bench_sim",
@@ -579,11 +535,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "and their ratio. The hospital comes from the HOSPITAL_* variables unless overridden.",
     )
     parser.add_argument(
-        "--days", type=_non_negative, default=DEFAULT_DAYS, help="days after day 0 (default 30)"
+        "--days", type=non_negative_int, default=DEFAULT_DAYS, help="days after day 0 (default 30)"
     )
-    parser.add_argument("--beds", type=_positive, help="staffed beds (default: HOSPITAL_BEDS)")
-    parser.add_argument("--population", type=_positive, help="catchment (default: HOSPITAL_POPULATION)")
-    parser.add_argument("--seed", type=_non_negative, help="simulation seed (default: HOSPITAL_SEED)")
+    add_hospital_arguments(parser)
     parser.add_argument(
         "--keep",
         action="store_true",
@@ -597,21 +551,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="afterwards, simulate days 1..N again under cProfile and print the top 10 functions",
     )
     return parser.parse_args(argv)
-
-
-def hospital_settings(args: argparse.Namespace, env: dict[str, str] | None = None) -> Settings:
-    """The HOSPITAL_* settings (of ``env``, default the process's) with the command's overrides."""
-    settings = Settings.from_env(env)
-    overrides = {k: getattr(args, k) for k in ("beds", "population", "seed") if getattr(args, k) is not None}
-    return settings.replace(**overrides)
-
-
-def loadavg() -> str:
-    """The first three fields of /proc/loadavg ("" where there is none)."""
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -632,8 +571,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(line, file=sys.stderr, flush=True)
 
     # PostgreSQL may run as an unprivileged user, which must reach its data folder
-    base = Path(tempfile.mkdtemp(prefix="hospital-stream-bench-"))
-    base.chmod(0o755)
+    base = traversable_tempdir("hospital-stream-bench-")
     spool = base / "spool"
     pg: Settings | None = None
     try:

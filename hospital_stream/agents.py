@@ -33,8 +33,10 @@ from hospital_stream import state, topics
 from hospital_stream.app import app, settings
 from hospital_stream.errors import BrokerLost, DatabaseError, InvalidMessage
 from hospital_stream.generator import Generator
+from hospital_stream.metrics import METRICS
 from hospital_stream.models import (
     WardCensus,
+    batch_table,
     encode_dead_letter,
     parse_batch_message,
     parse_occupancy_change,
@@ -52,6 +54,29 @@ CONFIG = HospitalConfig.from_settings(settings)
 WARDS = {ward.ward_id: ward for ward in CONFIG.wards}
 CONTEXT = CONFIG.context(settings.schedule_days)
 
+
+def _own_producer(max_batch_size: int | None = None) -> Any:
+    """Another producer of the app's settings, on a connection of its own, started with the app.
+
+    aiokafka keeps one produce request in flight per connection, and on the embedded broker
+    each request carries one message per partition (``producer_max_batch_size=1``), so messages
+    on one producer queue behind each other's round trips.
+    """
+    producer = app.transport.create_producer(loop=app.loop, beacon=app.beacon)
+    if max_batch_size is not None:
+        producer.max_batch_size = max_batch_size
+    return app.service(producer)  # type: ignore[arg-type]
+
+
+#: The generator's: its batch messages of up to ~900 KB do not hold up the agents' small ones
+#: (changelogs, census). Registered before the sink, whose readiness lets the timers run.
+generator_producer = _own_producer()
+#: The routing agent's ward and staff changes, in batches (Kafka's default size) even on the
+#: embedded broker: its ListOffsets defect does not matter here, since nothing reads the end
+#: offsets of the change topics (they are no changelogs, and the sink does not read them).
+#: Faust flushes only the app's producer before it commits, so the routing agent awaits the
+#: acknowledgements of a message's changes before it takes the next message.
+router_producer = _own_producer(max_batch_size=16_384)
 sink = app.service(PostgresSink(settings, topics.SINK_TOPICS))  # type: ignore[arg-type]
 
 
@@ -66,15 +91,19 @@ _GENERATOR_TOPICS = {
 async def _send(kind: str, key: str, value: Any) -> Any:
     """Send for the generator; returns the awaitable of the broker's acknowledgement.
 
-    Straight to the producer: ``Topic.send`` would also leave a failed send's exception on a
+    Straight to its producer: ``Topic.send`` would also leave a failed send's exception on a
     future nobody awaits (logged as a traceback), while the generator awaits this one.
     """
     payload = value.dumps() if isinstance(value, faust.Record) else value
     topic = _GENERATOR_TOPICS[kind].get_topic_name()
-    return await app.producer.send(topic, key.encode(), payload, None, None, None)
+    return await generator_producer.send(topic, key.encode(), payload, None, None, None)
 
 
 generator = Generator(settings, _send)
+# The generator simulates and encodes in a thread. With CPython's default 5 ms switch interval,
+# the event loop (consumer, agents, sink, producer) waits up to 5 ms for the GIL after each of its
+# many I/O calls while that thread computes; 0.5 ms keeps the loop moving at little cost.
+sys.setswitchinterval(0.0005)
 
 
 @app.timer(interval=generator.schedule.tick_seconds())
@@ -115,7 +144,14 @@ async def store_records(stream: Any) -> None:
     manual = stream.noack()
     async for events in buffered(manual.events(), settings.sink_buffer_messages, settings.sink_flush_seconds):
         messages = [
-            Incoming(e.message.topic, e.message.partition, e.message.offset, e.message.value, e.message.key)
+            Incoming(
+                e.message.topic,
+                e.message.partition,
+                e.message.offset,
+                e.message.value,
+                e.message.key,
+                e.message.timestamp,
+            )
             for e in events
         ]
         try:
@@ -169,26 +205,59 @@ async def buffered(events: Any, size: int, within: float) -> Any:
 async def route_hospital_records(stream: Any) -> None:
     """Turn live transfers and batch chunks into per-ward and per-staff changes."""
     async for event in stream.events():
-        try:
-            if event.message.topic == topics.STREAMED_TRANSFERS:
-                transfer = parse_streamed_transfer(event.value, CONTEXT)
-                for change in state.occupancy_changes_for_transfer(transfer):
-                    await topics.occupancy_changes.send(
-                        key=str(change.ward_id).encode(), value=change.dumps()
-                    )
-                continue
-            batch = parse_batch_message(event.value)
-        except InvalidMessage:
-            continue  # the sink dead-letters it, with the reason
-        table = batch.header.table
-        if table == "transfers":
-            for change in state.occupancy_changes_for_day(batch.header.day, WARDS, batch.rows()):
-                await topics.occupancy_changes.send(key=str(change.ward_id).encode(), value=change.dumps())
-        elif table in ("staff", "staff_assignments", "staff_assignment_ends", "staff_retirements"):
-            for staff_change in state.staff_changes_for_chunk(table, batch.rows()):
-                await topics.staff_changes.send(
-                    key=str(staff_change.staff_id).encode(), value=staff_change.dumps()
-                )
+        with METRICS.timed("route"):
+            await _route(event)
+
+
+#: the batch tables the routing agent turns into ward and staff changes
+ROUTED_TABLES = frozenset(
+    {"transfers", "staff", "staff_assignments", "staff_assignment_ends", "staff_retirements"}
+)
+
+
+async def _route(event: Any) -> None:
+    """Send a message's changes; return once the broker has them all (see router_producer)."""
+    for ack in await _changes(event):
+        await ack
+
+
+async def _changes(event: Any) -> list[Any]:
+    """Send the ward and staff changes of one message; the awaitables of their acknowledgements."""
+    try:
+        if event.message.topic == topics.STREAMED_TRANSFERS:
+            transfer = parse_streamed_transfer(event.value, CONTEXT)
+            # the transfer's own send time travels on, so the table agent can tell its latency
+            changes = [
+                (topics.occupancy_changes, change.ward_id, change)
+                for change in state.occupancy_changes_for_transfer(transfer)
+            ]
+            return await _send_changes(changes, event.message.timestamp)
+        if batch_table(event.value) not in ROUTED_TABLES:
+            return []  # the bulk (patients, clinical records): the sink's alone, and it validates them
+        batch = parse_batch_message(event.value)
+    except InvalidMessage:
+        return []  # the sink dead-letters it, with the reason
+    table = batch.header.table
+    if table == "transfers":
+        changes = [
+            (topics.occupancy_changes, change.ward_id, change)
+            for change in state.occupancy_changes_for_day(batch.header.day, WARDS, batch.rows())
+        ]
+    else:
+        changes = [
+            (topics.staff_changes, change.staff_id, change)
+            for change in state.staff_changes_for_chunk(table, batch.rows())
+        ]
+    return await _send_changes(changes, None)
+
+
+async def _send_changes(changes: list[tuple[Any, int, faust.Record]], timestamp: float | None) -> list[Any]:
+    return [
+        await router_producer.send(
+            topic.get_topic_name(), str(key).encode(), change.dumps(), None, timestamp, None
+        )
+        for topic, key, change in changes
+    ]
 
 
 @app.agent(topics.occupancy_changes)
@@ -200,13 +269,16 @@ async def track_ward_occupancy(changes: Any) -> None:
         except InvalidMessage as exc:
             await _dead_letter(event, exc)
             continue
-        key = str(change.ward_id)
-        ward = occupancy_by_ward.get(key)
-        if ward is None:
-            ward = state.new_ward(change.ward_id, WARDS[change.ward_id].beds)
-        updated, closed_day = state.apply_occupancy_change(ward, change)
-        if updated is not ward:
-            occupancy_by_ward[key] = updated
+        with METRICS.timed("tables"):
+            key = str(change.ward_id)
+            ward = occupancy_by_ward.get(key)
+            if ward is None:
+                ward = state.new_ward(change.ward_id, WARDS[change.ward_id].beds)
+            updated, closed_day = state.apply_occupancy_change(ward, change)
+            if updated is not ward:
+                occupancy_by_ward[key] = updated
+        if change.source == "stream" and event.message.timestamp:
+            METRICS.latency.labels("table").observe(time.time() - event.message.timestamp)
         if closed_day:
             census = WardCensus(day=change.day, ward_id=change.ward_id, occupied=len(updated["patients"]))
             await topics.ward_census.send(key=key.encode(), value=census.dumps())
@@ -221,11 +293,12 @@ async def track_staff_assignments(changes: Any) -> None:
         except InvalidMessage as exc:
             await _dead_letter(event, exc)
             continue
-        key = str(change.staff_id)
-        current = assignment_by_staff.get(key)
-        updated = state.apply_staff_change(current, change)
-        if updated != current:
-            assignment_by_staff[key] = updated
+        with METRICS.timed("tables"):
+            key = str(change.staff_id)
+            current = assignment_by_staff.get(key)
+            updated = state.apply_staff_change(current, change)
+            if updated != current:
+                assignment_by_staff[key] = updated
 
 
 async def _dead_letter(event: Any, error: InvalidMessage) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 
 from hospital_stream import clinical, db, sim, state
 from hospital_stream.errors import DatabaseError
+from hospital_stream.metrics import METRICS
 from hospital_stream.models import (
     MAX_MESSAGE_BYTES,
     chunk_message,
@@ -180,14 +181,16 @@ class Generator:
         return self.state is not None
 
     async def _emit(self, kind: str, key: str, value: Any) -> None:
-        self.unconfirmed.append(await self.send(kind, key, value))
+        with METRICS.timed("produce"):
+            self.unconfirmed.append(await self.send(kind, key, value))
 
     async def _confirm(self) -> bool:
         """Wait until the broker has everything sent so far. When a send failed, start again
         from PostgreSQL's last complete day on the next tick: what was sent after it comes
         again, and the sink and the tables take repeats as no-ops."""
         pending, self.unconfirmed = self.unconfirmed, []
-        results = await asyncio.gather(*pending, return_exceptions=True)
+        with METRICS.timed("produce", 0):
+            results = await asyncio.gather(*pending, return_exceptions=True)
         failed = [r for r in results if isinstance(r, BaseException)]
         if not failed:
             return True
@@ -222,7 +225,8 @@ class Generator:
         if day >= self.end_day or not await self._room_for(day):
             return False
         assert self.hospital is not None and self.state is not None
-        self.current = await asyncio.to_thread(self.hospital.simulate_day, self.state, day)
+        with METRICS.timed("generate", 0):
+            self.current = await asyncio.to_thread(self.hospital.simulate_day, self.state, day)
         return True
 
     async def _room_for(self, day: int) -> bool:
@@ -244,8 +248,16 @@ class Generator:
         with db.connect(self.settings.database_url) as conn:
             return db.last_complete_day(conn)
 
+    def _lateness(self, kind: str, slot: int) -> None:
+        """How late a slot or a batch goes out after its wall-clock time, the start of stream
+        slot ``slot`` counted from the anchor (nothing is late at speed max)."""
+        if self.schedule.speed is not None:
+            due = self.anchor + slot * SECONDS_PER_SLOT / self.schedule.speed
+            METRICS.slot_lag.labels(kind).observe(max(0.0, time.monotonic() - due))
+
     async def _send_slot(self) -> None:
         assert self.current is not None
+        self._lateness("slot", self.slots_sent)
         for row in self.current.streamed[self.slots_sent % SLOTS_PER_DAY]:
             transfer = streamed_transfer_from_row(self.run_id, row)
             await self._emit("streamed", str(transfer.admission_id), transfer.dumps())
@@ -254,9 +266,13 @@ class Generator:
     async def _send_batch(self) -> None:
         records = self.current
         assert records is not None
-        messages = await asyncio.to_thread(encode_day, self.run_id, records)
+        self._lateness("batch", (self.days_sent + 1) * SLOTS_PER_DAY)
+        with METRICS.timed("generate"):  # one day: simulate_day counted above, with no message
+            messages = await asyncio.to_thread(encode_day, self.run_id, records)
         for message in messages:
             await self._emit("batch", BATCH_KEY, message)
+        METRICS.generated_rows.inc(sum(records.row_counts().values()))
+        METRICS.produced_bytes.inc(sum(map(len, messages)))
         self.state = records.state
         self.days_sent += 1
         logger.info(

@@ -7,9 +7,10 @@ imports the app, so the sink and the unit tests can use it without Kafka.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -18,6 +19,19 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 #: seconds; a flush is one transaction holding up to HOSPITAL_SINK_BUFFER_MESSAGES messages
 FLUSH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+#: seconds from a streamed transfer's send to where it can be seen, and from a slot's wall-clock
+#: time to its send (the real-speed targets: 2 s to PostgreSQL, 0.1 s to the table, 1 s drift)
+LATENCY_BUCKETS = (
+    0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0
+)  # fmt: skip
+#: where a worker's time goes; the stages overlap (the generator runs beside the agents)
+STAGES = {
+    "generate": "simulate_day and encode_day of the days this worker generated",
+    "produce": "sending the generator's messages and awaiting the broker's acknowledgements",
+    "route": "the routing agent: batch chunks and live transfers into ward and staff changes",
+    "tables": "the two table agents applying ward and staff changes",
+    "sink": "storing buffers: parsing, the chunk ledger, COPY and merges, the commit",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +79,47 @@ class Metrics:
         self.buffered_messages = Gauge(
             "hospital_sink_buffered_messages",
             "Messages the sink has consumed but not stored (and so not acknowledged) yet",
+            registry=r,
+        )
+        # the pipeline's stages, counted per message or buffer (never per row)
+        self.stage_seconds = Counter(
+            "hospital_stage_seconds",
+            "Seconds spent per pipeline stage: " + "; ".join(f"{k}: {v}" for k, v in STAGES.items()),
+            ["stage"],
+            registry=r,
+        )
+        self.stage_messages = Counter(
+            "hospital_stage_messages",
+            "Messages (or buffers, for the sink) handled per stage",
+            ["stage"],
+            registry=r,
+        )
+        for stage in STAGES:
+            self.stage_seconds.labels(stage)
+            self.stage_messages.labels(stage)
+        self.generated_rows = Counter(
+            "hospital_generated_rows", "Batch rows the generator simulated and encoded", registry=r
+        )
+        self.produced_bytes = Counter(
+            "hospital_produced_bytes", "Bytes of the batch messages the generator sent", registry=r
+        )
+        self.stored_bytes = Counter(
+            "hospital_sink_bytes", "Bytes of the messages this worker's sink stored (committed)", registry=r
+        )
+        self.latency = Histogram(
+            "hospital_streamed_latency_seconds",
+            "From a streamed transfer's send to its commit in PostgreSQL (where=database) or to "
+            "its ward's entry in occupancy_by_ward (where=table)",
+            ["where"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.slot_lag = Histogram(
+            "hospital_schedule_lag_seconds",
+            "How late a stream slot (kind=slot) or a day's batch (kind=batch) was sent after its "
+            "wall-clock time (not at speed max)",
+            ["kind"],
+            buckets=LATENCY_BUCKETS,
             registry=r,
         )
         # PostgreSQL, read at scrape time
@@ -123,11 +178,15 @@ class Metrics:
         transfers: int,
         dead_letters: int,
         at: float | None = None,
+        message_bytes: int = 0,
     ) -> Flush:
         """Count one stored buffer (called by the sink after its transaction committed)."""
         flush = Flush(time.time() if at is None else at, seconds, messages, rows, dead_letters)
         self.flush_seconds.observe(seconds)
         self.messages_stored.inc(messages)
+        self.stored_bytes.inc(message_bytes)
+        self.stage_seconds.labels("sink").inc(seconds)
+        self.stage_messages.labels("sink").inc()
         self.rows_stored.inc(rows)
         self.transfers_streamed.inc(transfers)
         self.dead_letters_written.inc(dead_letters)
@@ -135,6 +194,16 @@ class Metrics:
         self.last_flush_duration.set(seconds)
         self.last_flush, self.flushes = flush, self.flushes + 1
         return flush
+
+    @contextlib.contextmanager
+    def timed(self, stage: str, messages: int = 1) -> Iterator[None]:
+        """Count the time the block takes as ``stage`` work on ``messages`` messages."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stage_seconds.labels(stage).inc(time.perf_counter() - started)
+            self.stage_messages.labels(stage).inc(messages)
 
     def set_wards(self, wards: Iterable[Mapping[str, object]]) -> None:
         """Occupancy gauges from ward views (``code``, ``beds``, ``occupied``, ``waiting_for_bed``)."""

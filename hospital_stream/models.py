@@ -323,6 +323,18 @@ def _join(header: BatchHeader, payload: bytes) -> bytes:
     return json.dumps(header.to_json(), separators=(",", ":")).encode() + b"\n" + payload
 
 
+def batch_table(raw: bytes | None) -> str | None:
+    """The table a batch message's header names, read from its header line alone (None when
+    that line is not a JSON object): for a reader that skips most tables unvalidated."""
+    head = (raw or b"").partition(b"\n")[0]
+    try:
+        obj = json.loads(head)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    table = obj.get("table") if isinstance(obj, dict) else None
+    return table if isinstance(table, str) else None
+
+
 def parse_batch_message(raw: bytes | None) -> BatchMessage:
     """Validate a batch message's header and digest (not its rows: PostgreSQL checks those)."""
     if not raw:

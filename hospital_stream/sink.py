@@ -60,6 +60,7 @@ class Incoming:
     offset: int
     value: bytes | None
     key: bytes | None = None
+    timestamp: float | None = None  # Unix time the producer sent it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,12 +181,17 @@ class PostgresSink(Service):
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 15.0)
+        now, seconds = time.time(), time.perf_counter() - flush_started
+        for message in messages:
+            if message.timestamp and self.topics.get(message.topic) == "streamed":
+                METRICS.latency.labels("database").observe(now - message.timestamp)
         METRICS.record_flush(  # the attempt that committed
-            time.perf_counter() - flush_started,
+            seconds,
             len(messages),
             result.rows,
             result.transfers_streamed,
             result.dead_letters,
+            message_bytes=sum(len(m.value or b"") for m in messages),
         )
         return result
 
@@ -320,8 +326,20 @@ class PostgresSink(Service):
         copy the generator sends again is stored whole. (A hole in the batch partition, e.g. a send
         the broker refused between two it took, would otherwise lose the chunk's rows for good.)
         """
-        lines = batch.payload.splitlines(keepends=True)
-        return await self._write_lines(conn, message, batch, list(enumerate(lines, start=1)), dead)
+        try:  # the payload as it came: no copy of its rows on the usual path
+            return await _write_rows(conn, batch, batch.payload, batch.header.rows)
+        except (*_ROW_ERRORS, RowsMissing) as exc:
+            await _check_in_order(conn, batch.header, exc)
+            logger.info(  # not the error text: PostgreSQL quotes the offending value
+                "chunk %d/%d (%s) rejected (%s); looking for its bad rows",
+                batch.header.day,
+                batch.header.seq,
+                batch.header.table,
+                type(exc).__name__,
+            )
+            error: Exception = exc
+        lines = list(enumerate(batch.payload.splitlines(keepends=True), start=1))
+        return await self._bisect(conn, message, batch, lines, dead, error)
 
     async def _write_lines(
         self,
@@ -332,27 +350,27 @@ class PostgresSink(Service):
         dead: list[DeadLetter],
     ) -> int:
         try:
-            async with conn.transaction():
-                await apply_rows(conn, batch.spec, b"".join(line for _, line in lines), len(lines))
-            return len(lines)
+            return await _write_rows(conn, batch, b"".join(line for _, line in lines), len(lines))
         except (*_ROW_ERRORS, RowsMissing) as exc:
-            if len(lines) == batch.header.rows:
-                await _check_in_order(conn, batch.header, exc)
-            if len(lines) == 1:
-                number, line = lines[0]
-                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                dead.append(
-                    DeadLetter(message, f"{batch.header.table}: {reason}", number, line, batch.header.table)
-                )
-                return 0
-            if len(lines) == batch.header.rows:
-                logger.info(  # not the error text: PostgreSQL quotes the offending value
-                    "chunk %d/%d (%s) rejected (%s); looking for its bad rows",
-                    batch.header.day,
-                    batch.header.seq,
-                    batch.header.table,
-                    type(exc).__name__,
-                )
+            return await self._bisect(conn, message, batch, lines, dead, exc)
+
+    async def _bisect(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        message: Incoming,
+        batch: BatchMessage,
+        lines: list[tuple[int, bytes]],
+        dead: list[DeadLetter],
+        error: Exception,
+    ) -> int:
+        """Rows PostgreSQL rejected together: each half again, down to the single bad rows."""
+        if len(lines) == 1:
+            number, line = lines[0]
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            dead.append(
+                DeadLetter(message, f"{batch.header.table}: {reason}", number, line, batch.header.table)
+            )
+            return 0
         half = len(lines) // 2
         return await self._write_lines(conn, message, batch, lines[:half], dead) + await self._write_lines(
             conn, message, batch, lines[half:], dead
@@ -426,6 +444,15 @@ async def _check_in_order(conn: psycopg.AsyncConnection[Any], header: BatchHeade
         f"chunk {header.day}/{header.seq} ({header.table}) names rows of chunks not stored yet: it came"
         f" out of order and is stored when the generator sends day {header.day} again"
     )
+
+
+async def _write_rows(
+    conn: psycopg.AsyncConnection[Any], batch: BatchMessage, payload: bytes, rows: int
+) -> int:
+    """``rows`` rows of a chunk, in a savepoint."""
+    async with conn.transaction():
+        await apply_rows(conn, batch.spec, payload, rows)
+    return rows
 
 
 async def apply_rows(conn: psycopg.AsyncConnection[Any], spec: TableSpec, payload: bytes, rows: int) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,33 +11,18 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from benchmarks.common import free_port as free_port  # the tests import it from here
+from benchmarks.common import stack_settings, traversable_tempdir
 from hospital_stream import stack
 from hospital_stream.settings import Settings
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _stack_settings(home: Path) -> Settings:
-    return Settings.from_env(
-        {
-            "HOSPITAL_HOME": str(home),
-            "HOSPITAL_KAFKA_URL": f"kafka://127.0.0.1:{free_port()}",
-            "HOSPITAL_DATABASE_URL": f"postgresql://hospital@127.0.0.1:{free_port()}/hospital",
-        }
-    )
+    return stack_settings(home)
 
 
 def _traversable_tempdir() -> Path:
-    # pytest's tmp_path lives under /tmp/pytest-of-USER (mode 700); when the tests run as root,
-    # PostgreSQL runs as an unprivileged user that could not reach a data folder there.
-    base = Path(tempfile.mkdtemp(prefix="hospital-stream-test-"))
-    base.chmod(0o755)
-    return base
+    return traversable_tempdir("hospital-stream-test-")
 
 
 @pytest.fixture(scope="session")

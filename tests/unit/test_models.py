@@ -71,6 +71,24 @@ def test_bad_batch_messages_are_rejected_with_a_reason(make, reason):
         models.parse_batch_message(make(raw))
 
 
+@pytest.mark.parametrize(
+    ("raw", "table"),
+    [
+        (models.encode_chunk("run1", 1, 0, "wards", [(1, "A", "Ward A", "medicine", 10, 0)]), "wards"),
+        (models.encode_day_close("run1", 4, 9, dt.date(2020, 1, 5), {}, 0, b"\x00"), ""),
+        (b'{"table": "patients"}\nanything, unvalidated', "patients"),
+        (b"", None),
+        (None, None),
+        (b"{not json\n", None),
+        (b"\xff\xfe\n", None),
+        (b'["a list"]\n', None),
+        (b'{"table": 7}\n', None),
+    ],
+)
+def test_batch_table_reads_only_the_header_line(raw, table):
+    assert models.batch_table(raw) == table
+
+
 def _transfer(**changes) -> bytes:
     obj = {
         "run_id": "r",
