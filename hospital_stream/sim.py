@@ -111,6 +111,9 @@ ROTATION_RATE_PER_DAY = 1 / 365
 CANCELLED_SHARE = {"admit": 0.002, "transfer": 0.006, "discharge": 0.004}
 #: minutes between an event entered in error and its cancellation
 CANCEL_DELAY_MINUTES = (10, 180)
+#: the least time between two steps of one stay: steps overdue after a delayed move follow it,
+#: never in the same minute (a patient does not pass through three wards at once)
+MIN_STEP_MINUTES = 30
 
 DISCHARGE_LOCATIONS = (
     ("HOME", 0.60),
@@ -1317,8 +1320,8 @@ class Hospital:
             else:
                 patient.delays += 1
                 patient.plan[0][0] = minute + 240  # wait four hours for a bed
-            # a step planned before a delayed move happens right after it, never before
-            patient.plan[0][0] = max(patient.plan[0][0], minute)
+            # a step planned before a delayed move happens after it, never before or with it
+            patient.plan[0][0] = max(patient.plan[0][0], minute + MIN_STEP_MINUTES)
             if patient.plan[0][0] < day_end:
                 schedule(patient.plan[0][0], "step", patient.admission_id)
         return present
