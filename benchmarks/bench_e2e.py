@@ -29,6 +29,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -161,6 +162,17 @@ def run_pipeline(settings: Settings, days: int, speed: str, log: Path) -> tuple[
         tail = log.read_text(errors="replace").splitlines()[-15:]
         raise RuntimeError(f"hospital-stream run exited with {code}:\n" + "\n".join(tail))
     return started, seconds, sampler.sampled
+
+
+def latency_run(settings: Settings) -> Settings:
+    """Settings of a run of its own (database, topics, consumer group) on the same stack, from
+    day 0: the long run may have used up the whole schedule."""
+    url = urllib.parse.urlsplit(settings.database_url)
+    return settings.replace(
+        database_url=urllib.parse.urlunsplit(url._replace(path="/hospital_latency")),
+        topic_prefix=f"{settings.topic_prefix}-latency",
+        app_id=f"{settings.app_id}-latency",
+    )
 
 
 # --- reading the metrics ------------------------------------------------------------------------
@@ -562,7 +574,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress("bare COPY of the stored rows into fresh tables")
             bare_copy(conn, report.phases, base / "spool")
         progress(f"hospital-stream run --days {args.latency_days} --speed {args.latency_speed:g}")
-        _, _, latency = run_pipeline(settings, args.latency_days, f"{args.latency_speed:g}", log)
+        _, _, latency = run_pipeline(latency_run(settings), args.latency_days, f"{args.latency_speed:g}", log)
         report.latency = latency_figures(latency.metrics)
         report.load_end = loadavg()
         print(format_report(report), flush=True)

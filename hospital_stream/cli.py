@@ -628,7 +628,7 @@ def _consumer_lag(settings: Settings) -> str:
 def validate(first: int, last: int | None) -> None:
     """Check the stored data's invariants; exit 1 with a report if any fails.
 
-    The checks judge the days a simulated week at a time, each window's queries reading only
+    The checks judge the days 30 simulated days at a time, each window's queries reading only
     its days; a line on stderr reports each window."""
     from hospital_stream.validate import run_checks
 

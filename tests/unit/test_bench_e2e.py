@@ -7,6 +7,7 @@ import pytest
 
 from benchmarks import bench_e2e
 from hospital_stream.metrics import Metrics
+from hospital_stream.settings import Settings
 
 
 def test_arguments_default_to_a_bounded_run_and_a_short_fast_clock_run():
@@ -92,3 +93,14 @@ def test_the_report_prints_every_figure_and_strict_json():
     assert summary["phases"][1]["end_to_end"]["rows_per_second"] == 20_000
     assert summary["phases"][1]["bare_copy"]["mb_per_second"] == 60
     assert summary["latency_run"]["send -> PostgreSQL"]["p99"] == 0.5
+
+
+def test_the_latency_run_has_a_database_topics_and_group_of_its_own():
+    """After a --full run the schedule is used up: the latency run starts again from day 0."""
+    settings = Settings()
+    fresh = bench_e2e.latency_run(settings)
+    assert fresh.database_address == settings.database_address
+    assert fresh.database_url.endswith("/hospital_latency") != settings.database_url.endswith(
+        "/hospital_latency"
+    )
+    assert fresh.topic_prefix != settings.topic_prefix and fresh.app_id != settings.app_id
