@@ -68,6 +68,14 @@ def _own_producer(max_batch_size: int | None = None) -> Any:
     return app.service(producer)  # type: ignore[arg-type]
 
 
+async def _started(producer: Any) -> Any:
+    """``producer`` once the app has started it: an agent may get its first message (and a timer
+    its first tick) before the app's services are all up, and an unstarted producer raises."""
+    while not producer.started:
+        await asyncio.sleep(0.05)
+    return producer
+
+
 #: The generator's: its batch messages of up to ~900 KB do not hold up the agents' small ones
 #: (changelogs, census). Registered before the sink, whose readiness lets the timers run.
 generator_producer = _own_producer()
@@ -96,7 +104,7 @@ async def _send(kind: str, key: str, value: Any) -> Any:
     """
     payload = value.dumps() if isinstance(value, faust.Record) else value
     topic = _GENERATOR_TOPICS[kind].get_topic_name()
-    return await generator_producer.send(topic, key.encode(), payload, None, None, None)
+    return await (await _started(generator_producer)).send(topic, key.encode(), payload, None, None, None)
 
 
 generator = Generator(settings, _send)
@@ -253,7 +261,7 @@ async def _changes(event: Any) -> list[Any]:
 
 async def _send_changes(changes: list[tuple[Any, int, faust.Record]], timestamp: float | None) -> list[Any]:
     return [
-        await router_producer.send(
+        await (await _started(router_producer)).send(
             topic.get_topic_name(), str(key).encode(), change.dumps(), None, timestamp, None
         )
         for topic, key, change in changes
