@@ -11,11 +11,10 @@ RUN groupadd --system hospital \
 WORKDIR /app
 COPY setup.cfg pyproject.toml README.md ./
 COPY hospital_stream/ ./hospital_stream/
-COPY sql/ ./sql/
 
-# Editable on purpose: the package finds its migrations in /app/sql, next to itself.
+# A regular install: the migrations ship inside the package (hospital_stream/db/sql).
 # The code stays root-owned; the worker only gets to create its state (Faust's data dir) in /app.
-RUN pip install --no-cache-dir -e . \
+RUN pip install --no-cache-dir . \
     && chown hospital:hospital /app
 
 USER hospital

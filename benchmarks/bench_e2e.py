@@ -51,7 +51,8 @@ from benchmarks.common import (
     to_json,
     traversable_tempdir,
 )
-from hospital_stream import db, stack
+from hospital_stream import db
+from hospital_stream.devstack import stack
 from hospital_stream.metrics import STAGES
 from hospital_stream.settings import Settings
 

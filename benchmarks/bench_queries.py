@@ -25,8 +25,9 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from hospital_stream import db, validate
+from hospital_stream import db
 from hospital_stream.settings import Settings
+from hospital_stream.tools import validate
 
 LARGEST = 8
 
@@ -68,7 +69,7 @@ def time_validate(conn: Any, first: int, last: int | None) -> dict[str, Any]:
 
 async def time_dashboard(settings: Settings, repeat: int) -> dict[str, dict[str, float]]:
     """Each panel's PostgreSQL reads: the first run's seconds and the best of ``repeat``."""
-    from hospital_stream.dashboard import Dashboard  # imports the Faust app: only when needed
+    from hospital_stream.web.dashboard import Dashboard  # imports the Faust app: only when needed
 
     dashboard = Dashboard(settings)
     try:

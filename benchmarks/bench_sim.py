@@ -51,10 +51,11 @@ from benchmarks.common import (
     stack_settings,
     traversable_tempdir,
 )
-from hospital_stream import db, sim, stack
-from hospital_stream.generator import encode_day
-from hospital_stream.models import TABLES
+from hospital_stream import db, schema, sim
+from hospital_stream.devstack import stack
+from hospital_stream.schema import TABLES
 from hospital_stream.settings import Settings
+from hospital_stream.wire.batch import encode_day
 
 RUN_ID = "bench-sim"
 COPY_BLOCK = 1 << 20
@@ -398,7 +399,7 @@ def _stage_name(table: str) -> str:
 
 def copy_phase(conn: psycopg.Connection[Any], phase: Phase, spool: Path) -> None:
     """COPY a phase's spooled text in one timed transaction, then apply the staged tables."""
-    order = [name for name in sim.TABLE_ORDER if name in phase.tables]
+    order = [name for name in schema.TABLE_ORDER if name in phase.tables]
     order += [name for name in phase.tables if name not in order]
     staged = [name for name in order if TABLES[name].mode != "insert"]
     for name in staged:

@@ -29,103 +29,41 @@ import faust
 from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
 from faust.types import TP
 
-from hospital_stream import state, topics
+from hospital_stream import services, topics
 from hospital_stream.app import app, settings
 from hospital_stream.errors import BrokerLost, DatabaseError, InvalidMessage
-from hospital_stream.generator import Generator
 from hospital_stream.metrics import METRICS
-from hospital_stream.models import (
+from hospital_stream.sink import Incoming
+from hospital_stream.stream import rules
+from hospital_stream.stream.generator import Schedule
+from hospital_stream.tables import assignment_by_staff, occupancy_by_ward
+from hospital_stream.wire.batch import batch_table, parse_batch_message
+from hospital_stream.wire.dead_letters import encode_dead_letter
+from hospital_stream.wire.messages import (
     WardCensus,
-    batch_table,
-    encode_dead_letter,
-    parse_batch_message,
     parse_occupancy_change,
     parse_staff_change,
     parse_streamed_transfer,
 )
-from hospital_stream.sim import HospitalConfig
-from hospital_stream.sink import Incoming, PostgresSink
-from hospital_stream.tables import assignment_by_staff, occupancy_by_ward
 
 logger = logging.getLogger(__name__)
 
-
-CONFIG = HospitalConfig.from_settings(settings)
-WARDS = {ward.ward_id: ward for ward in CONFIG.wards}
-CONTEXT = CONFIG.context(settings.schedule_days)
+#: how often the generator's timers tick: a pure function of the speed, known at import
+TICK_SECONDS = Schedule(settings.speed).tick_seconds()
 
 
-def _own_producer(max_batch_size: int | None = None) -> Any:
-    """Another producer of the app's settings, on a connection of its own, started with the app.
-
-    aiokafka keeps one produce request in flight per connection, and on the embedded broker
-    each request carries one message per partition (``producer_max_batch_size=1``), so messages
-    on one producer queue behind each other's round trips.
-    """
-    producer = app.transport.create_producer(loop=app.loop, beacon=app.beacon)
-    if max_batch_size is not None:
-        producer.max_batch_size = max_batch_size
-    return app.service(producer)  # type: ignore[arg-type]
-
-
-async def _started(producer: Any) -> Any:
-    """``producer`` once the app has started it: an agent may get its first message (and a timer
-    its first tick) before the app's services are all up, and an unstarted producer raises."""
-    while not producer.started:
-        await asyncio.sleep(0.05)
-    return producer
-
-
-#: The generator's: its batch messages of up to ~900 KB do not hold up the agents' small ones
-#: (changelogs, census). Registered before the sink, whose readiness lets the timers run.
-generator_producer = _own_producer()
-#: The routing agent's ward and staff changes, in batches (Kafka's default size) even on the
-#: embedded broker: its ListOffsets defect does not matter here, since nothing reads the end
-#: offsets of the change topics (they are no changelogs, and the sink does not read them).
-#: Faust flushes only the app's producer before it commits, so the routing agent awaits the
-#: acknowledgements of a message's changes before it takes the next message.
-router_producer = _own_producer(max_batch_size=16_384)
-sink = app.service(PostgresSink(settings, topics.SINK_TOPICS))  # type: ignore[arg-type]
-
-
-_GENERATOR_TOPICS = {
-    "streamed": topics.streamed_transfers,
-    "batch": topics.day_batches,
-    "occupancy": topics.occupancy_changes,
-    "staff": topics.staff_changes,
-}
-
-
-async def _send(kind: str, key: str, value: Any) -> Any:
-    """Send for the generator; returns the awaitable of the broker's acknowledgement.
-
-    Straight to its producer: ``Topic.send`` would also leave a failed send's exception on a
-    future nobody awaits (logged as a traceback), while the generator awaits this one.
-    """
-    payload = value.dumps() if isinstance(value, faust.Record) else value
-    topic = _GENERATOR_TOPICS[kind].get_topic_name()
-    return await (await _started(generator_producer)).send(topic, key.encode(), payload, None, None, None)
-
-
-generator = Generator(settings, _send)
-# The generator simulates and encodes in a thread. With CPython's default 5 ms switch interval,
-# the event loop (consumer, agents, sink, producer) waits up to 5 ms for the GIL after each of its
-# many I/O calls while that thread computes; 0.5 ms keeps the loop moving at little cost.
-sys.setswitchinterval(0.0005)
-
-
-@app.timer(interval=generator.schedule.tick_seconds())
+@app.timer(interval=TICK_SECONDS)
 async def stream_live_transfers() -> None:
     """Every 180 s / speed: three live transfers of the current simulated day."""
     if await _leading():
-        await generator.stream_step()
+        await (await services.started()).generator.stream_step()
 
 
-@app.timer(interval=generator.schedule.tick_seconds())
+@app.timer(interval=TICK_SECONDS)
 async def produce_daily_batch() -> None:
     """Every 900 s / speed: the batch holding one whole simulated day."""
     if await _leading():
-        await generator.batch_step()
+        await (await services.started()).generator.batch_step()
 
 
 async def _leading() -> bool:
@@ -133,10 +71,11 @@ async def _leading() -> bool:
     a tick (another worker leads, or a rebalance is under way) lets go of its position in the
     run, so that when it leads again it resumes from PostgreSQL's last complete day, not from
     where it stopped (the days in between were generated, and maybe stored, by another worker)."""
-    await sink.ready.wait()
+    worker = await services.started()
+    await worker.sink.ready.wait()
     if app.is_leader():
         return True
-    await generator.step_down()
+    await worker.generator.step_down()
     return False
 
 
@@ -150,6 +89,7 @@ async def store_records(stream: Any) -> None:
     ``finally`` block, even when the agent fails, which is why it is not used here.)
     """
     manual = stream.noack()
+    sink = (await services.started()).sink
     async for events in buffered(manual.events(), settings.sink_buffer_messages, settings.sink_flush_seconds):
         messages = [
             Incoming(
@@ -233,11 +173,11 @@ async def _changes(event: Any) -> list[Any]:
     """Send the ward and staff changes of one message; the awaitables of their acknowledgements."""
     try:
         if event.message.topic == topics.STREAMED_TRANSFERS:
-            transfer = parse_streamed_transfer(event.value, CONTEXT)
+            transfer = parse_streamed_transfer(event.value, services.context())
             # the transfer's own send time travels on, so the table agent can tell its latency
             changes = [
                 (topics.occupancy_changes, change.ward_id, change)
-                for change in state.occupancy_changes_for_transfer(transfer)
+                for change in rules.occupancy_changes_for_transfer(transfer)
             ]
             return await _send_changes(changes, event.message.timestamp)
         if batch_table(event.value) not in ROUTED_TABLES:
@@ -249,21 +189,20 @@ async def _changes(event: Any) -> list[Any]:
     if table == "transfers":
         changes = [
             (topics.occupancy_changes, change.ward_id, change)
-            for change in state.occupancy_changes_for_day(batch.header.day, WARDS, batch.rows())
+            for change in rules.occupancy_changes_for_day(batch.header.day, services.wards(), batch.rows())
         ]
     else:
         changes = [
             (topics.staff_changes, change.staff_id, change)
-            for change in state.staff_changes_for_chunk(table, batch.rows())
+            for change in rules.staff_changes_for_chunk(table, batch.rows())
         ]
     return await _send_changes(changes, None)
 
 
 async def _send_changes(changes: list[tuple[Any, int, faust.Record]], timestamp: float | None) -> list[Any]:
+    producer = (await services.started()).router_producer
     return [
-        await (await _started(router_producer)).send(
-            topic.get_topic_name(), str(key).encode(), change.dumps(), None, timestamp, None
-        )
+        await producer.send(topic.get_topic_name(), str(key).encode(), change.dumps(), None, timestamp, None)
         for topic, key, change in changes
     ]
 
@@ -273,7 +212,7 @@ async def track_ward_occupancy(changes: Any) -> None:
     """Keep ``occupancy_by_ward``; publish each ward's census when its day closes."""
     async for event in changes.events():
         try:
-            change = parse_occupancy_change(event.value, CONTEXT.ward_ids)
+            change = parse_occupancy_change(event.value, services.context().ward_ids)
         except InvalidMessage as exc:
             await _dead_letter(event, exc)
             continue
@@ -281,8 +220,8 @@ async def track_ward_occupancy(changes: Any) -> None:
             key = str(change.ward_id)
             ward = occupancy_by_ward.get(key)
             if ward is None:
-                ward = state.new_ward(change.ward_id, WARDS[change.ward_id].beds)
-            updated, closed_day = state.apply_occupancy_change(ward, change)
+                ward = rules.new_ward(change.ward_id, services.wards()[change.ward_id].beds)
+            updated, closed_day = rules.apply_occupancy_change(ward, change)
             if updated is not ward:
                 occupancy_by_ward[key] = updated
         if change.source == "stream" and event.message.timestamp:
@@ -304,7 +243,7 @@ async def track_staff_assignments(changes: Any) -> None:
         with METRICS.timed("tables"):
             key = str(change.staff_id)
             current = assignment_by_staff.get(key)
-            updated = state.apply_staff_change(current, change)
+            updated = rules.apply_staff_change(current, change)
             if updated != current:
                 assignment_by_staff[key] = updated
 

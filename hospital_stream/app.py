@@ -30,7 +30,7 @@ app = faust.App(
     settings.app_id,
     broker=settings.kafka_url,
     store="memory://",
-    autodiscover=["hospital_stream.agents", "hospital_stream.views", "hospital_stream.dashboard"],
+    autodiscover=["hospital_stream.agents", "hospital_stream.web.views", "hospital_stream.web.dashboard"],
     origin="hospital_stream",
     topic_partitions=settings.topic_partitions,
     topic_replication_factor=1,

@@ -13,7 +13,7 @@ from psycopg import sql
 
 from benchmarks.common import free_port as free_port  # the tests import it from here
 from benchmarks.common import stack_settings, traversable_tempdir
-from hospital_stream import stack
+from hospital_stream.devstack import stack
 from hospital_stream.settings import Settings
 
 

@@ -14,8 +14,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from hospital_stream import clinical, db, reference
-from hospital_stream.models import encode_copy_rows
+from hospital_stream import db
+from hospital_stream.model import clinical, reference
+from hospital_stream.wire.copy_text import encode_copy_rows
 from tests.unit.test_clinical import START, make_cohort
 
 pytestmark = [pytest.mark.integration]

@@ -27,8 +27,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from hospital_stream import db, sim
-from hospital_stream.dashboard import minimum_staffing
+from hospital_stream.model import calendar
 from hospital_stream.settings import Settings
+from hospital_stream.web.dashboard import minimum_staffing
 
 from .test_pipeline import BIN, _produce, cli, hospital_env
 
@@ -223,10 +224,10 @@ def test_every_json_endpoint_returns_the_live_numbers(worker):
     )
     assert sorted((g["ward_id"], g["role"]) for g in staffing["gaps"]) == expected_gaps
     upcoming = sorted(
-        (sim._birthday(birth, sim.RETIREMENT_AGE), staff_id)
+        (calendar.birthday(birth, sim.RETIREMENT_AGE), staff_id)
         for staff_id, birth, retired in people
         if retired is None
-        and today < sim._birthday(birth, sim.RETIREMENT_AGE) <= today + dt.timedelta(days=90)
+        and today < calendar.birthday(birth, sim.RETIREMENT_AGE) <= today + dt.timedelta(days=90)
     )
     assert staffing["as_of_date"] == today.isoformat()
     assert staffing["retirements"]["count"] == len(upcoming)

@@ -26,8 +26,10 @@ import pytest
 from fhir.resources.R4B import get_fhir_model_class
 from psycopg import sql
 
-from hospital_stream import db, export, stack
+from hospital_stream import db
+from hospital_stream.devstack import stack
 from hospital_stream.settings import Settings
+from hospital_stream.tools import export
 
 from .conftest import _stack_settings, _traversable_tempdir, free_port
 from .test_pipeline import cli

@@ -15,7 +15,8 @@ import psycopg
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from hospital_stream import models, sim
+from hospital_stream import sim
+from hospital_stream.wire import batch
 
 from .test_pipeline import BIN, DAYS, HOSPITAL, cli, data_checksums, hospital_env
 
@@ -110,7 +111,7 @@ def bad_messages(run_id: str, rng: random.Random) -> list[tuple[str, bytes, str]
         plans.append(
             (
                 "records.batch",
-                models.encode_chunk(run_id, 999_000 + n, 0, "icd10_codes", rows),
+                batch.encode_chunk(run_id, 999_000 + n, 0, "icd10_codes", rows),
                 "icd10_codes:",
             )
         )
@@ -119,7 +120,7 @@ def bad_messages(run_id: str, rng: random.Random) -> list[tuple[str, bytes, str]
 
 
 def _chunk(run_id: str, table: str = "wards", day: int = 1) -> bytes:
-    raw = models.encode_chunk(run_id, 999_999, 0, "wards", [(1, "A", "Ward A", "medicine", 10, 0)])
+    raw = batch.encode_chunk(run_id, 999_999, 0, "wards", [(1, "A", "Ward A", "medicine", 10, 0)])
     head, _, payload = raw.partition(b"\n")
     obj = json.loads(head)
     obj.update(table=table, day=day)

@@ -21,8 +21,10 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 
-from hospital_stream import db, models, plan, sim, validate
+from hospital_stream import db, sim
 from hospital_stream.settings import DEFAULT_ADMIN_USER, DEFAULT_READER_USER, Settings
+from hospital_stream.tools import plan, validate
+from hospital_stream.wire import batch
 
 from .conftest import free_port
 
@@ -279,7 +281,7 @@ def test_worker_serves_views_from_its_tables_and_dead_letters_bad_input(embedded
             json.dumps({**plausible, "patient_name": PLANTED}).encode(),
         ]
         _produce(embedded_stack, f"{env['HOSPITAL_TOPIC_PREFIX']}.transfers.streamed", bad)
-        one_bad_row = models.encode_chunk(
+        one_bad_row = batch.encode_chunk(
             run_id,
             999_999,
             0,

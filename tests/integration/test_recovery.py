@@ -13,7 +13,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from hospital_stream import db, stack
+from hospital_stream import db
+from hospital_stream.devstack import stack
 from hospital_stream.settings import Settings
 
 from .test_pipeline import BIN, DAYS, cli, data_checksums, hospital_env

@@ -8,10 +8,11 @@ import asyncio
 import psycopg
 import pytest
 
-from hospital_stream import db, models, sim
-from hospital_stream.generator import encode_day
+from hospital_stream import db, sim
 from hospital_stream.settings import Settings
 from hospital_stream.sink import Incoming, PostgresSink
+from hospital_stream.wire import batch
+from hospital_stream.wire.batch import encode_day
 
 pytestmark = [pytest.mark.integration]
 
@@ -49,7 +50,7 @@ def test_a_chunk_after_a_hole_is_refused_whole_and_its_copy_sent_again_is_stored
         run_id = db.ensure_run(conn, "run-a", config.to_json())
     day0, day1 = list(sim.iter_days(config, 2))
     first, second = encode_day(run_id, day0), encode_day(run_id, day1)
-    tables = [models.parse_batch_message(m).header.table for m in second]
+    tables = [batch.parse_batch_message(m).header.table for m in second]
     hole = tables.index("admissions")
     assert "diagnoses" in tables[hole:]  # they name the admissions of the missing chunk
 

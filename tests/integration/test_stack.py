@@ -13,7 +13,8 @@ import psycopg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from hospital_stream import db, stack
+from hospital_stream import db
+from hospital_stream.devstack import stack
 from hospital_stream.errors import StackError
 from hospital_stream.settings import DEFAULT_ADMIN_USER, DEFAULT_READER_USER, DEFAULT_WORKER_USER, with_user
 

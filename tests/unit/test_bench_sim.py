@@ -7,7 +7,7 @@ import pytest
 
 from benchmarks import bench_sim
 from hospital_stream import sim
-from hospital_stream.models import TABLES
+from hospital_stream.schema import TABLES
 
 CONFIG = sim.HospitalConfig(seed=1, beds=60, population=12_000)
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hospital_stream import clinical, reference, sim
-from hospital_stream.models import decode_copy_rows, encode_copy_rows
+from hospital_stream import sim
+from hospital_stream.model import clinical, columns, reference
+from hospital_stream.wire.copy_text import decode_copy_rows, encode_copy_rows
 
 START = dt.date(2021, 5, 1)
 DAYS = 60
@@ -119,7 +120,7 @@ def cohort() -> Cohort:
 class Day:
     day: int
     stays: clinical.Stays
-    tables: dict[str, clinical.Columns]
+    tables: dict[str, columns.Columns]
     #: the tables' rows as Python values (the slow path), computed once
     rows: dict[str, list[tuple]]
 

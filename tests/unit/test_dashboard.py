@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from hospital_stream import dashboard as d
-from hospital_stream import sim, state
+from hospital_stream import sim
 from hospital_stream.metrics import CONTENT_TYPE, Metrics
-from hospital_stream.sim import Ward
+from hospital_stream.model import Ward, calendar
+from hospital_stream.stream import rules
+from hospital_stream.web import dashboard as d
 
 STATIC = Path(d.__file__).parent / "static"
 
@@ -109,7 +110,7 @@ def test_retirement_day_matches_the_simulator_including_29_february():
     assert d.turns_65_on(dt.date(1956, 2, 29)) == dt.date(2021, 3, 1)
     day = dt.date(1952, 1, 1)
     while day < dt.date(1960, 1, 1):
-        assert d.turns_65_on(day) == sim._birthday(day, sim.RETIREMENT_AGE)
+        assert d.turns_65_on(day) == calendar.birthday(day, sim.RETIREMENT_AGE)
         day += dt.timedelta(days=1)
 
 
@@ -183,7 +184,7 @@ def test_rates_and_eta():
 
 
 def _ward_value(ward_id, beds, patients, live=()):
-    value = state.new_ward(ward_id, beds)
+    value = rules.new_ward(ward_id, beds)
     value["day"] = 7
     value["patients"] = {str(a): a * 10 for a in patients}
     value["live"] = {str(t): [8, a, a * 10, delta] for t, a, delta in live}

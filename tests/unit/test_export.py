@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
-from hospital_stream import export
 from hospital_stream.errors import ConfigError
+from hospital_stream.tools import export
 
 SAST = dt.timezone(dt.timedelta(hours=2))
 

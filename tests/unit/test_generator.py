@@ -1,9 +1,11 @@
 import asyncio
 import math
 
-from hospital_stream import models, sim
-from hospital_stream.generator import Generator, Schedule, encode_day
+from hospital_stream import sim
 from hospital_stream.settings import Settings
+from hospital_stream.stream.generator import Generator, Schedule
+from hospital_stream.wire import batch
+from hospital_stream.wire.batch import encode_day
 
 
 def test_speed_one_is_the_real_schedule():
@@ -33,7 +35,7 @@ def test_max_speed_is_always_due():
 def test_a_day_encodes_as_chunks_then_one_closing_message():
     config = sim.HospitalConfig(seed=1, beds=60, population=12_000)
     day0, day1 = list(sim.iter_days(config, 2))
-    messages = [models.parse_batch_message(raw) for raw in encode_day("run", day0)]
+    messages = [batch.parse_batch_message(raw) for raw in encode_day("run", day0)]
     *chunks, close = messages
     assert close.header.kind == "day" and close.header.chunks == len(chunks)
     assert [c.header.seq for c in chunks] == list(range(len(chunks)))
@@ -48,7 +50,7 @@ def test_a_day_encodes_as_chunks_then_one_closing_message():
     assert close.header.streamed == sum(len(slot) for slot in day0.streamed) > 0
     # a quiet day still has a transfers chunk, so every ward closes every day
     quiet = sim.DayRecords(1, day1.date, {"transfers": []}, [[]] * 5, day1.state)
-    tables = [models.parse_batch_message(raw).header.table for raw in encode_day("run", quiet)]
+    tables = [batch.parse_batch_message(raw).header.table for raw in encode_day("run", quiet)]
     assert tables == ["transfers", ""]
 
 
@@ -73,7 +75,7 @@ def test_a_generator_that_stopped_leading_resumes_from_postgresql_when_it_leads_
         return done
 
     def closed_days() -> list[int]:
-        headers = [models.parse_batch_message(value).header for kind, value in sent if kind == "batch"]
+        headers = [batch.parse_batch_message(value).header for kind, value in sent if kind == "batch"]
         return [header.day for header in headers if header.kind == "day"]
 
     generator = Generator(settings, send)

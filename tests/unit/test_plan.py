@@ -1,4 +1,5 @@
-from hospital_stream import plan, sim
+from hospital_stream import sim
+from hospital_stream.tools import plan
 
 CONFIG = sim.HospitalConfig(seed=5, beds=80, population=20_000)
 

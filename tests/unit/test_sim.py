@@ -8,7 +8,9 @@ import itertools
 import numpy as np
 import pytest
 
-from hospital_stream import clinical, models, reference, sim
+from hospital_stream import sim
+from hospital_stream.model import calendar, columns, reference
+from hospital_stream.wire import copy_text
 
 CONFIG = sim.HospitalConfig(seed=11, beds=100, population=150_000)
 
@@ -20,7 +22,7 @@ def days() -> list[sim.DayRecords]:
 
 def _materialised(records: sim.DayRecords) -> dict[str, list | bytes]:
     return {
-        name: rows.copy_text() if isinstance(rows, clinical.Columns) else list(rows[: len(rows)])
+        name: rows.copy_text() if isinstance(rows, columns.Columns) else list(rows[: len(rows)])
         for name, rows in records.tables.items()
     }
 
@@ -92,7 +94,7 @@ def test_staff_retire_on_their_65th_birthday_and_are_replaced():
         today = records.date
         retired_ids = {row[0] for row in records.tables["staff_retirements"]}
         for member in records.state.staff.values():
-            assert sim._birthday(dt.date.fromordinal(member.birth_date), 65) > today
+            assert calendar.birthday(dt.date.fromordinal(member.birth_date), 65) > today
         new_staff = [row for row in records.tables["staff"] if row[6] == today.isoformat()]
         if records.day > 0:
             assert len(new_staff) == len(retired_ids)
@@ -162,9 +164,9 @@ def test_population_copy_text_is_the_rows_and_does_not_depend_on_slicing(patient
         (119_990, 120_000),
     ):
         text = patients.copy_text(start, stop)
-        assert text == models.encode_copy_rows(patients.rows(start, stop))
+        assert text == copy_text.encode_copy_rows(patients.rows(start, stop))
         assert text == b"".join(whole.splitlines(keepends=True)[start:stop])
-        assert list(models.decode_copy_rows(text)) == [
+        assert list(copy_text.decode_copy_rows(text)) == [
             [str(v) for v in row] for row in patients.rows(start, stop)
         ]
     assert patients.copy_text(7, 7) == b"" and patients.rows(len(patients), None) == []
@@ -174,7 +176,7 @@ def test_population_copy_text_is_the_rows_and_does_not_depend_on_slicing(patient
 
 def test_population_is_the_day_zero_patients_table(days):
     patients = days[0].tables["patients"]
-    assert isinstance(patients, clinical.Columns) and patients.columns == sim.PATIENT_COLUMNS
+    assert isinstance(patients, columns.Columns) and patients.columns == sim.PATIENT_COLUMNS
     assert len(patients) == CONFIG.population and "patients" not in days[1].tables
 
 
@@ -182,12 +184,12 @@ def test_date_and_fixed_width_columns_render_like_python():
     dates = [dt.date(1, 1, 1), dt.date(999, 12, 31), dt.date(1900, 2, 28), dt.date(1969, 12, 31)]
     dates += [dt.date(1970, 1, 1), dt.date(2000, 2, 29), dt.date(9999, 12, 31)]
     numbers = np.array([0, 42, 501015009087, 9_999_999_999_999])
-    table = clinical.Columns(
+    table = columns.Columns(
         ("date", "id", "code"),
         (
-            clinical._Date(np.array([d.toordinal() for d in dates])),
-            clinical._Digits(np.resize(numbers, len(dates)), 13),
-            clinical._Digits(np.arange(len(dates)) * 1_111, 4),
+            columns.Date(np.array([d.toordinal() for d in dates])),
+            columns.Digits(np.resize(numbers, len(dates)), 13),
+            columns.Digits(np.arange(len(dates)) * 1_111, 4),
         ),
     )
     assert table.rows()[:2] == [
@@ -195,9 +197,9 @@ def test_date_and_fixed_width_columns_render_like_python():
         ("0999-12-31", "0000000000042", "1111"),
     ]
     assert [row[0] for row in table.rows()] == [d.isoformat() for d in dates]
-    assert table.copy_text() == models.encode_copy_rows(table.rows())
+    assert table.copy_text() == copy_text.encode_copy_rows(table.rows())
     with pytest.raises(ValueError):
-        clinical._Digits(np.array([10_000]), 4)
+        columns.Digits(np.array([10_000]), 4)
 
 
 def test_luhn_check_digit_of_a_known_number():

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hospital_stream import stack
+from hospital_stream.devstack import stack
 from hospital_stream.errors import StackError
 from hospital_stream.settings import Settings
 

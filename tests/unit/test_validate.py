@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from hospital_stream import validate
+from hospital_stream.tools import validate
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ draws from them with NumPy. Names mix Faker's ``zu_ZA`` locale with others, so t
 is not one name pool.
 
 The clinical catalogues in ``data/`` carry, beside the columns of their SQL tables, the model
-parameters :mod:`hospital_stream.clinical` draws with (distributions, dose options, weights
+parameters :mod:`hospital_stream.model.clinical` draws with (distributions, dose options, weights
 per clinical service). Their codes come from public code systems:
 
 * ``lab_tests.csv``: LOINC codes and names (Regenstrief Institute, loinc.org), adult reference

@@ -21,17 +21,13 @@ import time
 import uuid
 from typing import Any
 
-from hospital_stream import clinical, db, sim, state
+from hospital_stream import db, sim
 from hospital_stream.errors import DatabaseError
 from hospital_stream.metrics import METRICS
-from hospital_stream.models import (
-    MAX_MESSAGE_BYTES,
-    chunk_message,
-    encode_copy_rows,
-    encode_day_close,
-    streamed_transfer_from_row,
-)
 from hospital_stream.settings import Settings
+from hospital_stream.stream import rules
+from hospital_stream.wire.batch import encode_day
+from hospital_stream.wire.messages import streamed_transfer_from_row
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +101,7 @@ class Generator:
         resumed = sim.decode_checkpoint(checkpoint) if checkpoint else sim.HospitalState()
         if last_day >= 0:
             wards = [ward.ward_id for ward in self.config.wards]
-            occupancy, staff = state.snapshot_changes(resumed, last_day, wards)
+            occupancy, staff = rules.snapshot_changes(resumed, last_day, wards)
             for ward_change in occupancy:
                 await self._emit("occupancy", str(ward_change.ward_id), ward_change)
             for staff_change in staff:
@@ -282,37 +278,3 @@ class Generator:
             len(messages),
             sum(records.row_counts().values()),
         )
-
-
-def encode_day(run_id: str, records: sim.DayRecords) -> list[bytes]:
-    """A day's batch as chunk messages followed by the closing message with the checkpoint."""
-    with sim.collection_paused():
-        return _encode_day(run_id, records)
-
-
-def _encode_day(run_id: str, records: sim.DayRecords) -> list[bytes]:
-    messages = []
-    for table, rows in records.tables.items():
-        # a day's transfers travel in one chunk: the routing agent closes each ward's day on it
-        step = len(rows) or 1 if table == "transfers" else sim.CHUNK_ROWS
-        for start in range(0, len(rows), step):
-            stop = min(start + step, len(rows))
-            payload = (
-                rows.copy_text(start, stop)
-                if isinstance(rows, clinical.Columns)
-                else encode_copy_rows(rows[start:stop])
-            )
-            messages.append(chunk_message(run_id, records.day, len(messages), table, payload, stop - start))
-        if table == "transfers" and not rows:
-            messages.append(chunk_message(run_id, records.day, len(messages), table, b"", 0))
-    for message in messages:
-        if len(message) > MAX_MESSAGE_BYTES:
-            raise ValueError(f"day {records.day}: a batch message of {len(message)} bytes is too large")
-    checkpoint = sim.encode_checkpoint(records.state)
-    streamed = sum(len(slot) for slot in records.streamed)
-    messages.append(
-        encode_day_close(
-            run_id, records.day, len(messages), records.date, records.row_counts(), streamed, checkpoint
-        )
-    )
-    return messages

@@ -1,7 +1,8 @@
 """The table values' update rules: idempotent, ordered per key, never above the beds."""
 
-from hospital_stream import sim, state
-from hospital_stream.models import OccupancyChange, StaffChange, StreamedTransfer
+from hospital_stream import sim
+from hospital_stream.stream import rules
+from hospital_stream.wire.messages import OccupancyChange, StaffChange, StreamedTransfer
 
 
 def _batch(day, moves, ward_id=1):
@@ -19,56 +20,56 @@ def _stream(day, transfer_id, admission_id, delta, ward_id=1):
 
 
 def test_batch_applies_once_and_replays_republish_only_the_latest_census():
-    ward = state.new_ward(1, beds=3)
-    ward, closed = state.apply_occupancy_change(ward, _batch(0, [[1, 10, 1], [2, 20, 1]]))
+    ward = rules.new_ward(1, beds=3)
+    ward, closed = rules.apply_occupancy_change(ward, _batch(0, [[1, 10, 1], [2, 20, 1]]))
     assert closed and ward["day"] == 0 and set(ward["patients"]) == {"1", "2"}
-    again, closed_again = state.apply_occupancy_change(ward, _batch(0, [[1, 10, 1], [2, 20, 1]]))
+    again, closed_again = rules.apply_occupancy_change(ward, _batch(0, [[1, 10, 1], [2, 20, 1]]))
     assert again == ward and closed_again  # same day: census published again, nothing changes
-    ward, _ = state.apply_occupancy_change(ward, _batch(1, [[1, 10, -1]]))
-    older, closed_older = state.apply_occupancy_change(ward, _batch(0, [[3, 30, 1]]))
+    ward, _ = rules.apply_occupancy_change(ward, _batch(1, [[1, 10, -1]]))
+    older, closed_older = rules.apply_occupancy_change(ward, _batch(0, [[3, 30, 1]]))
     assert older == ward and not closed_older
 
 
 def test_live_moves_show_on_top_of_the_closed_day_and_are_dropped_by_its_batch():
-    ward, _ = state.apply_occupancy_change(state.new_ward(1, beds=3), _batch(0, [[1, 10, 1]]))
-    ward, _ = state.apply_occupancy_change(ward, _stream(1, 100, 2, +1))
-    ward, _ = state.apply_occupancy_change(ward, _stream(1, 101, 1, -1))
-    view = state.ward_view(ward)
+    ward, _ = rules.apply_occupancy_change(rules.new_ward(1, beds=3), _batch(0, [[1, 10, 1]]))
+    ward, _ = rules.apply_occupancy_change(ward, _stream(1, 100, 2, +1))
+    ward, _ = rules.apply_occupancy_change(ward, _stream(1, 101, 1, -1))
+    view = rules.ward_view(ward)
     assert view["occupied"] == 1 and view["patients"] == [20] and view["live_moves"] == 2
-    replay, _ = state.apply_occupancy_change(ward, _stream(1, 100, 2, +1))
+    replay, _ = rules.apply_occupancy_change(ward, _stream(1, 100, 2, +1))
     assert replay == ward
-    ward, _ = state.apply_occupancy_change(ward, _batch(1, [[2, 20, 1], [1, 10, -1]]))
-    assert ward["live"] == {} and state.ward_view(ward)["patients"] == [20]
+    ward, _ = rules.apply_occupancy_change(ward, _batch(1, [[2, 20, 1], [1, 10, -1]]))
+    assert ward["live"] == {} and rules.ward_view(ward)["patients"] == [20]
 
 
 def test_streamed_arrival_into_a_full_ward_waits_instead_of_overfilling():
-    ward, _ = state.apply_occupancy_change(state.new_ward(1, beds=2), _batch(0, [[1, 10, 1], [2, 20, 1]]))
-    ward, _ = state.apply_occupancy_change(ward, _stream(1, 100, 3, +1))
-    view = state.ward_view(ward)
+    ward, _ = rules.apply_occupancy_change(rules.new_ward(1, beds=2), _batch(0, [[1, 10, 1], [2, 20, 1]]))
+    ward, _ = rules.apply_occupancy_change(ward, _stream(1, 100, 3, +1))
+    view = rules.ward_view(ward)
     assert view["occupied"] == 2 and view["waiting_for_bed"] == 1
 
 
 def test_snapshot_resets_a_ward_behind_or_ahead_of_it():
     snapshot = OccupancyChange(ward_id=1, day=5, source="snapshot", moves=[[7, 70, 1]])
-    fresh, closed = state.apply_occupancy_change(state.new_ward(1, beds=3), snapshot)
+    fresh, closed = rules.apply_occupancy_change(rules.new_ward(1, beds=3), snapshot)
     assert fresh["day"] == 5 and fresh["patients"] == {"7": 70} and not closed
-    ahead = {**state.new_ward(1, beds=3), "day": 8, "patients": {"9": 90}}
-    ahead, _ = state.apply_occupancy_change(ahead, _stream(9, 100, 4, +1))
-    reset, closed = state.apply_occupancy_change(ahead, snapshot)
+    ahead = {**rules.new_ward(1, beds=3), "day": 8, "patients": {"9": 90}}
+    ahead, _ = rules.apply_occupancy_change(ahead, _stream(9, 100, 4, +1))
+    reset, closed = rules.apply_occupancy_change(ahead, snapshot)
     assert reset["day"] == 5 and reset["patients"] == {"7": 70} and not closed
     assert list(reset["live"]) == ["100"]  # a live move of a later day stays
-    assert state.apply_occupancy_change(reset, snapshot) == (reset, False)
+    assert rules.apply_occupancy_change(reset, snapshot) == (reset, False)
 
 
 def test_batch_days_close_in_order_only():
-    ward, closed = state.apply_occupancy_change(state.new_ward(1, beds=3), _batch(0, [[1, 10, 1]]))
+    ward, closed = rules.apply_occupancy_change(rules.new_ward(1, beds=3), _batch(0, [[1, 10, 1]]))
     assert ward["day"] == 0 and closed
-    skipped, closed = state.apply_occupancy_change(ward, _batch(2, [[2, 20, 1]]))
+    skipped, closed = rules.apply_occupancy_change(ward, _batch(2, [[2, 20, 1]]))
     assert skipped == ward and not closed  # day 1 has not closed: day 2 waits for its replay
-    again, closed = state.apply_occupancy_change(ward, _batch(0, [[1, 10, 1]]))
+    again, closed = rules.apply_occupancy_change(ward, _batch(0, [[1, 10, 1]]))
     assert again == ward and closed  # the census of the ward's last day is published again
-    ward, _ = state.apply_occupancy_change(ward, _batch(1, [[2, 20, 1]]))
-    older, closed = state.apply_occupancy_change(ward, _batch(0, [[1, 10, 1]]))
+    ward, _ = rules.apply_occupancy_change(ward, _batch(1, [[2, 20, 1]]))
+    older, closed = rules.apply_occupancy_change(ward, _batch(0, [[1, 10, 1]]))
     assert older == ward and not closed
 
 
@@ -78,7 +79,7 @@ def test_occupancy_changes_for_a_day_cover_every_ward_in_event_order():
         (1, 1, 10, "admit", None, 1, "2020-01-01T08:00:00+02:00", 0),
         (4, 1, 10, "discharge", 2, None, "2020-01-01T12:00:00+02:00", 0),
     ]
-    changes = {c.ward_id: c for c in state.occupancy_changes_for_day(0, [1, 2, 3], rows)}
+    changes = {c.ward_id: c for c in rules.occupancy_changes_for_day(0, [1, 2, 3], rows)}
     assert set(changes) == {1, 2, 3}
     assert changes[1].moves == [[1, 10, 1], [1, 10, -1]]
     assert changes[2].moves == [[1, 10, 1], [1, 10, -1]]
@@ -97,13 +98,13 @@ def test_cancellations_reverse_the_event_they_cancel():
         (7, 1, 10, "cancel_discharge", None, 1, "2020-01-01T13:00:00+02:00", 0),
     ]
     wards = {}
-    for change in state.occupancy_changes_for_day(0, [1, 2], rows):
-        wards[change.ward_id], _ = state.apply_occupancy_change(state.new_ward(change.ward_id, 2), change)
+    for change in rules.occupancy_changes_for_day(0, [1, 2], rows):
+        wards[change.ward_id], _ = rules.apply_occupancy_change(rules.new_ward(change.ward_id, 2), change)
     assert wards[1]["patients"] == {"1": 10} and wards[2]["patients"] == {}
 
 
 def test_a_streamed_cancellation_shows_in_the_live_view():
-    ward, _ = state.apply_occupancy_change(state.new_ward(1, beds=2), _batch(0, [[1, 10, 1]]))
+    ward, _ = rules.apply_occupancy_change(rules.new_ward(1, beds=2), _batch(0, [[1, 10, 1]]))
     for transfer_id, event, from_ward, to_ward in (
         (5, "discharge", 1, None),
         (6, "cancel_discharge", None, 1),
@@ -119,9 +120,9 @@ def test_a_streamed_cancellation_shows_in_the_live_view():
             to_ward_id=to_ward,
             transferred_at="2020-01-02T09:00:00+02:00",
         )
-        (change,) = state.occupancy_changes_for_transfer(transfer)
-        ward, _ = state.apply_occupancy_change(ward, change)
-        assert state.ward_view(ward)["occupied"] == (0 if event == "discharge" else 1)
+        (change,) = rules.occupancy_changes_for_transfer(transfer)
+        ward, _ = rules.apply_occupancy_change(ward, change)
+        assert rules.ward_view(ward)["occupied"] == (0 if event == "discharge" else 1)
 
 
 def test_a_streamed_transfer_changes_both_wards():
@@ -136,7 +137,7 @@ def test_a_streamed_transfer_changes_both_wards():
         to_ward_id=2,
         transferred_at="2020-01-02T09:00:00+02:00",
     )
-    changes = state.occupancy_changes_for_transfer(transfer)
+    changes = rules.occupancy_changes_for_transfer(transfer)
     assert [(c.ward_id, c.moves[0][2]) for c in changes] == [(1, -1), (2, 1)]
 
 
@@ -150,17 +151,17 @@ def test_staff_changes_are_idempotent_and_ordered_by_assignment():
     )
     member = None
     for change in (start_a, start_a, end_a, start_b, end_a, start_a):
-        member = state.apply_staff_change(member, change)
-    assert member["ward_id"] == 4 and member["assignment_id"] == 20 and state.is_assigned(member)
-    retired = state.apply_staff_change(
+        member = rules.apply_staff_change(member, change)
+    assert member["ward_id"] == 4 and member["assignment_id"] == 20 and rules.is_assigned(member)
+    retired = rules.apply_staff_change(
         member, StaffChange(staff_id=1, assignment_id=0, change="retire", on="2021-01-01")
     )
-    assert not state.is_assigned(retired)
+    assert not rules.is_assigned(retired)
 
 
 def test_snapshot_of_a_checkpoint_matches_its_occupancy():
     config = sim.HospitalConfig(seed=2, beds=80, population=120_000)
     records = list(sim.iter_days(config, 3))[-1]
-    occupancy, staff = state.snapshot_changes(records.state, records.day, [w.ward_id for w in config.wards])
+    occupancy, staff = rules.snapshot_changes(records.state, records.day, [w.ward_id for w in config.wards])
     assert {c.ward_id: len(c.moves) for c in occupancy if c.moves} == records.state.occupancy()
     assert len(staff) == len(records.state.staff)

@@ -17,8 +17,8 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from hospital_stream.models import OccupancyChange, StaffChange
-from hospital_stream.sim import HospitalState
+from hospital_stream.model import HospitalState
+from hospital_stream.wire.messages import OccupancyChange, StaffChange
 
 WardValue = dict[str, Any]
 StaffValue = dict[str, Any]

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from hospital_stream import sim
-from hospital_stream.models import TABLES
+from hospital_stream.schema import TABLES
 
 SAMPLE_DAYS = 14
 #: pg_total_relation_size / rows after a 40-day default run (PostgreSQL 15, 8 kB pages)

@@ -3,8 +3,9 @@ import json
 
 import pytest
 
-from hospital_stream import models
+from hospital_stream import schema, sim
 from hospital_stream.errors import InvalidMessage
+from hospital_stream.wire import batch, copy_text, fields, messages
 
 ROWS = [
     (1, "O'Brien\tthe \\ tab", None, True, "2020-01-01T08:00:00+02:00"),
@@ -13,7 +14,7 @@ ROWS = [
 
 
 def test_copy_text_round_trips_awkward_values():
-    decoded = list(models.decode_copy_rows(models.encode_copy_rows(ROWS)))
+    decoded = list(copy_text.decode_copy_rows(copy_text.encode_copy_rows(ROWS)))
     assert decoded == [
         ["1", "O'Brien\tthe \\ tab", None, "t", "2020-01-01T08:00:00+02:00"],
         ["2", "line\nbreak", "x", "f", "2020-01-02T00:00:00+02:00"],
@@ -21,10 +22,10 @@ def test_copy_text_round_trips_awkward_values():
 
 
 def test_chunk_round_trip():
-    raw = models.encode_chunk(
+    raw = batch.encode_chunk(
         "run1", 3, 7, "admissions", [(1, 2, 3, "2020-01-01", "EMERGENCY", "ER", None, 3)]
     )
-    message = models.parse_batch_message(raw)
+    message = batch.parse_batch_message(raw)
     assert message.header.kind == "chunk"
     assert (message.header.day, message.header.seq, message.header.rows) == (3, 7, 1)
     assert message.spec.target == "admissions"
@@ -33,10 +34,8 @@ def test_chunk_round_trip():
 
 def test_day_close_carries_checkpoint_and_counts():
 
-    raw = models.encode_day_close(
-        "run1", 4, 9, dt.date(2020, 1, 5), {"admissions": 12}, 15, b"\x00\x01binary"
-    )
-    message = models.parse_batch_message(raw)
+    raw = batch.encode_day_close("run1", 4, 9, dt.date(2020, 1, 5), {"admissions": 12}, 15, b"\x00\x01binary")
+    message = batch.parse_batch_message(raw)
     assert message.header.kind == "day"
     assert message.header.chunks == 9
     assert message.header.row_counts == {"admissions": 12}
@@ -66,16 +65,16 @@ def _tamper(raw: bytes, **changes) -> bytes:
     ],
 )
 def test_bad_batch_messages_are_rejected_with_a_reason(make, reason):
-    raw = models.encode_chunk("run1", 1, 0, "wards", [(1, "A", "Ward A", "medicine", 10, 0)])
+    raw = batch.encode_chunk("run1", 1, 0, "wards", [(1, "A", "Ward A", "medicine", 10, 0)])
     with pytest.raises(InvalidMessage, match=reason):
-        models.parse_batch_message(make(raw))
+        batch.parse_batch_message(make(raw))
 
 
 @pytest.mark.parametrize(
     ("raw", "table"),
     [
-        (models.encode_chunk("run1", 1, 0, "wards", [(1, "A", "Ward A", "medicine", 10, 0)]), "wards"),
-        (models.encode_day_close("run1", 4, 9, dt.date(2020, 1, 5), {}, 0, b"\x00"), ""),
+        (batch.encode_chunk("run1", 1, 0, "wards", [(1, "A", "Ward A", "medicine", 10, 0)]), "wards"),
+        (batch.encode_day_close("run1", 4, 9, dt.date(2020, 1, 5), {}, 0, b"\x00"), ""),
         (b'{"table": "patients"}\nanything, unvalidated', "patients"),
         (b"", None),
         (None, None),
@@ -86,7 +85,7 @@ def test_bad_batch_messages_are_rejected_with_a_reason(make, reason):
     ],
 )
 def test_batch_table_reads_only_the_header_line(raw, table):
-    assert models.batch_table(raw) == table
+    assert batch.batch_table(raw) == table
 
 
 def _transfer(**changes) -> bytes:
@@ -106,7 +105,7 @@ def _transfer(**changes) -> bytes:
 
 
 def test_streamed_transfer_parses_and_maps_to_a_row():
-    transfer = models.parse_streamed_transfer(_transfer())
+    transfer = messages.parse_streamed_transfer(_transfer())
     assert transfer.row() == (20000001, 2000001, 5, "transfer", 1, 2, "2020-01-03T10:00:00+02:00", 2)
 
 
@@ -116,8 +115,8 @@ def test_streamed_transfer_parses_and_maps_to_a_row():
 )
 def test_streamed_transfer_from_a_simulator_row_round_trips(event, from_ward, to_ward):
     row = (20000001, 2000001, 5, event, from_ward, to_ward, "2020-01-03T10:00:00+02:00", 2)
-    transfer = models.streamed_transfer_from_row("r", row)
-    assert models.parse_streamed_transfer(transfer.dumps()).row() == row
+    transfer = messages.streamed_transfer_from_row("r", row)
+    assert messages.parse_streamed_transfer(transfer.dumps()).row() == row
 
 
 @pytest.mark.parametrize(
@@ -136,29 +135,29 @@ def test_streamed_transfer_from_a_simulator_row_round_trips(event, from_ward, to
         (_transfer(patient_id=-4), "not a valid id"),
         (_transfer(patient_id="5"), "must be int"),
         (_transfer(admission_id=True), "must be int"),
-        (b"{" + b" " * models.MAX_MESSAGE_BYTES + b"}", "exceeds"),
+        (b"{" + b" " * fields.MAX_MESSAGE_BYTES + b"}", "exceeds"),
     ],
 )
 def test_bad_streamed_transfers_are_rejected_with_a_reason(raw, reason):
     with pytest.raises(InvalidMessage, match=reason):
-        models.parse_streamed_transfer(raw)
+        messages.parse_streamed_transfer(raw)
 
 
 def test_missing_field_is_named():
     obj = json.loads(_transfer())
     del obj["admission_id"]
     with pytest.raises(InvalidMessage, match="missing field 'admission_id'"):
-        models.parse_streamed_transfer(json.dumps(obj).encode())
+        messages.parse_streamed_transfer(json.dumps(obj).encode())
 
 
 def test_every_table_spec_is_consistent():
-    for spec in models.TABLES.values():
+    for spec in schema.TABLES.values():
         assert len(set(spec.columns)) == len(spec.columns)
         if spec.mode == "update":
             assert spec.key and set(spec.key) < set(spec.columns)
 
 
-CONTEXT = models.HospitalContext(
+CONTEXT = sim.HospitalContext(
     frozenset({1, 2, 3}),
     patient_count=1000,
     start_date=__import__("datetime").date(2020, 1, 1),
@@ -178,27 +177,27 @@ CONTEXT = models.HospitalContext(
 )
 def test_streamed_transfers_must_agree_with_the_hospital(raw, reason):
     with pytest.raises(InvalidMessage, match=reason):
-        models.parse_streamed_transfer(raw, CONTEXT)
+        messages.parse_streamed_transfer(raw, CONTEXT)
 
 
 def test_a_transfer_that_agrees_with_the_hospital_passes():
     # 23:30 UTC on 2 January is 01:30 SAST on 3 January: simulated day 2
     raw = _transfer(transferred_at="2020-01-02T23:30:00+00:00", day=2)
-    assert models.parse_streamed_transfer(raw, CONTEXT).day == 2
+    assert messages.parse_streamed_transfer(raw, CONTEXT).day == 2
 
 
 def test_numbers_beyond_postgresql_integers_are_rejected_not_crashing_the_sink():
-    raw = models.encode_chunk("run1", 1, 0, "wards", [(1, "A", "Ward A", "medicine", 10, 0)])
+    raw = batch.encode_chunk("run1", 1, 0, "wards", [(1, "A", "Ward A", "medicine", 10, 0)])
     with pytest.raises(InvalidMessage, match="too large"):
-        models.parse_batch_message(_tamper(raw, day=2**40))
+        batch.parse_batch_message(_tamper(raw, day=2**40))
     with pytest.raises(InvalidMessage, match="unknown ward"):
-        models.parse_ward_census(json.dumps({"day": 1, "ward_id": 3_000_000_000, "occupied": 2}).encode())
+        messages.parse_ward_census(json.dumps({"day": 1, "ward_id": 3_000_000_000, "occupied": 2}).encode())
 
 
 def test_a_day_message_needs_a_real_date():
-    raw = models.encode_day_close("run1", 4, 9, dt.date(2020, 1, 5), {}, 0, b"state")
+    raw = batch.encode_day_close("run1", 4, 9, dt.date(2020, 1, 5), {}, 0, b"state")
     with pytest.raises(InvalidMessage, match="day message with date"):
-        models.parse_batch_message(_tamper(raw, date="yesterday"))
+        batch.parse_batch_message(_tamper(raw, date="yesterday"))
 
 
 def test_copy_rows_render_every_column_kind_as_field_by_field():
@@ -210,7 +209,7 @@ def test_copy_rows_render_every_column_kind_as_field_by_field():
         ["1", "\\N", "a", "\\N", "t", "2020-01-02", "tab\\there", "1.5"],
         ["22", "3", "\\N", "\\N", "f", "2021-03-04", "plain", "2"],
     ]
-    assert models.encode_copy_rows(rows) == "".join("\t".join(f) + "\n" for f in fields).encode()
-    assert models.encode_copy_rows([(1, "x"), (2,)]) == b"1\tx\n2\n"  # ragged rows too
-    assert models.encode_copy_rows([(), ()]) == b"\n\n"
-    assert models.encode_copy_rows([]) == b""
+    assert copy_text.encode_copy_rows(rows) == "".join("\t".join(f) + "\n" for f in fields).encode()
+    assert copy_text.encode_copy_rows([(1, "x"), (2,)]) == b"1\tx\n2\n"  # ragged rows too
+    assert copy_text.encode_copy_rows([(), ()]) == b"\n\n"
+    assert copy_text.encode_copy_rows([]) == b""

@@ -35,13 +35,13 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from hospital_stream import db
+from hospital_stream import db, schema
 from hospital_stream.errors import ConfigError, DatabaseError, HospitalStreamError
 
 logger = logging.getLogger(__name__)
 
 FORMATS = ("csv", "parquet", "fhir")
-EXPORT_TABLES = db.DATA_TABLES
+EXPORT_TABLES = schema.DATA_TABLES
 RESOURCE_TYPES = (
     "Patient",
     "Location",

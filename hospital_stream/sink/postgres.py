@@ -28,21 +28,18 @@ from psycopg_pool import AsyncConnectionPool
 from hospital_stream import db
 from hospital_stream.errors import DatabaseError, InvalidMessage
 from hospital_stream.metrics import METRICS
-from hospital_stream.models import (
-    TRANSFER_COLUMNS,
-    BatchHeader,
-    BatchMessage,
+from hospital_stream.model import HospitalConfig
+from hospital_stream.schema import TRANSFER_COLUMNS, TableSpec
+from hospital_stream.settings import Settings
+from hospital_stream.wire.batch import BatchHeader, BatchMessage, parse_batch_message
+from hospital_stream.wire.copy_text import encode_copy_rows
+from hospital_stream.wire.messages import (
     StreamedTransfer,
-    TableSpec,
     WardCensus,
-    encode_copy_rows,
-    parse_batch_message,
     parse_streamed_transfer,
     parse_ward_census,
     streamed_transfer_from_row,
 )
-from hospital_stream.settings import Settings
-from hospital_stream.sim import HospitalConfig
 
 logger = logging.getLogger(__name__)
 

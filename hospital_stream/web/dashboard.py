@@ -25,7 +25,7 @@ import re
 import time
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import psycopg
 from aiokafka.errors import IllegalStateError
@@ -35,12 +35,12 @@ from mode import Service
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool
 
-from hospital_stream import db, state, topics
-from hospital_stream.agents import WARDS
+from hospital_stream import db, schema, services, topics
 from hospital_stream.app import app, settings
 from hospital_stream.errors import DatabaseError
 from hospital_stream.metrics import CONTENT_TYPE, METRICS
-from hospital_stream.sim import RETIREMENT_AGE, STAFF_PER_BED, Ward
+from hospital_stream.model import RETIREMENT_AGE, STAFF_PER_BED, Ward
+from hospital_stream.stream import rules
 from hospital_stream.tables import assignment_by_staff, occupancy_by_ward
 
 logger = logging.getLogger(__name__)
@@ -176,8 +176,8 @@ def ward_board(
     of the day by outcome (None: unknown)."""
     rows = []
     for ward in wards:
-        value = values.get(ward.ward_id) or state.new_ward(ward.ward_id, ward.beds)
-        view = state.ward_view(dict(value), ward.name, ward.specialty)
+        value = values.get(ward.ward_id) or rules.new_ward(ward.ward_id, ward.beds)
+        view = rules.ward_view(dict(value), ward.name, ward.specialty)
         del view["patients"]
         outcomes = None if requests is None else dict(requests.get(ward.ward_id, {}))
         rows.append(
@@ -213,7 +213,7 @@ def staff_board(members: Iterable[Mapping[str, Any]], wards: Iterable[Ward]) -> 
     roles: dict[int, Counter[str]] = {}
     specialties: dict[int, Counter[str]] = {}
     for member in members:
-        if state.is_assigned(member):
+        if rules.is_assigned(member):
             roles.setdefault(member["ward_id"], Counter())[member["role"]] += 1
             specialties.setdefault(member["ward_id"], Counter())[member["specialty"]] += 1
     rows, gaps = [], []
@@ -446,7 +446,7 @@ class Dashboard(Service):
                 "role": role,
                 "specialty": specialty,
                 "ward_id": ward_id,
-                "code": WARDS[ward_id].code if ward_id in WARDS else None,
+                "code": services.wards()[ward_id].code if ward_id in services.wards() else None,
                 "retires_on": turns_65_on(birth).isoformat(),
                 "days_left": (turns_65_on(birth) - today).days,
             }
@@ -478,13 +478,15 @@ class Dashboard(Service):
         )
         for pair in pairs:
             pair["retired_on"] = pair["retired_on"].isoformat()
-            pair["code"] = WARDS[pair["ward_id"]].code if pair["ward_id"] in WARDS else None
+            pair["code"] = (
+                services.wards()[pair["ward_id"]].code if pair["ward_id"] in services.wards() else None
+            )
         return {"window_days": REPLACEMENT_WINDOW_DAYS, "count": len(pairs), "recent": pairs[:25]}
 
     async def table_rows(self) -> dict[str, int]:
-        rows = await self.fetch(TABLE_ROWS, (list(db.DATA_TABLES),))
+        rows = await self.fetch(TABLE_ROWS, (list(schema.DATA_TABLES),))
         found = dict(rows)
-        return {table: int(found.get(table, 0)) for table in db.DATA_TABLES}
+        return {table: int(found.get(table, 0)) for table in schema.DATA_TABLES}
 
     async def schedule(self) -> dict[str, Any]:
         last_day = await self.last_complete_day()
@@ -619,16 +621,32 @@ class Dashboard(Service):
                     "beds": ward.beds,
                     "occupied": [f.census.get(ward.ward_id) for f in figures],
                 }
-                for ward in WARDS.values()
+                for ward in services.wards().values()
             ],
             "occupied": [sum(f.census.values()) for f in figures],
-            "beds": sum(w.beds for w in WARDS.values()),
+            "beds": sum(w.beds for w in services.wards().values()),
             "admissions": [f.admissions for f in figures],
             "discharges": [f.discharges for f in figures],
         }
 
 
-dashboard = app.service(Dashboard(settings))  # type: ignore[arg-type]
+class WorkerDashboard(Dashboard):
+    """The worker's dashboard: Faust builds it when the app has started, not at import."""
+
+    current: ClassVar[Dashboard | None] = None
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(settings, **kwargs)
+        WorkerDashboard.current = self
+
+
+app.service(WorkerDashboard)
+
+
+def _dashboard() -> Dashboard:
+    if WorkerDashboard.current is None:
+        raise DashboardUnavailable("the worker is still starting")
+    return WorkerDashboard.current
 
 
 # --- live state of this worker -----------------------------------------------------------------
@@ -636,7 +654,7 @@ dashboard = app.service(Dashboard(settings))  # type: ignore[arg-type]
 
 def _table_wards() -> dict[str, Any]:
     values = {int(k): v for k, v in occupancy_by_ward.items()}
-    return ward_board(values, WARDS.values(), None)
+    return ward_board(values, services.wards().values(), None)
 
 
 _NOT_ASSIGNED = (ConsumerNotStarted, IllegalStateError)
@@ -690,7 +708,7 @@ def _flush() -> dict[str, Any] | None:
 
 # --- pages -------------------------------------------------------------------------------------
 
-STATIC = importlib.resources.files("hospital_stream") / "static"
+STATIC = importlib.resources.files("hospital_stream.web") / "static"
 STATIC_NAME = re.compile(r"^[a-z0-9_-]+\.(js|css)$")
 CONTENT_TYPES = {"js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8"}
 #: everything from this origin only: no inline script, no CDN, no plug-ins, no framing
@@ -739,13 +757,13 @@ async def dashboard_wards(self: web.View, request: web.Request) -> web.Response:
     payload: dict[str, Any] = {"requests_day": None, "requests_date": None, "database_error": None}
     requests = None
     try:
-        day = await dashboard.last_complete_day()
+        day = await _dashboard().last_complete_day()
         if day >= 0:
-            requests = await dashboard.bed_requests(day)
-            payload.update(requests_day=day, requests_date=dashboard.date_of(day).isoformat())
+            requests = await _dashboard().bed_requests(day)
+            payload.update(requests_day=day, requests_date=_dashboard().date_of(day).isoformat())
     except DashboardUnavailable as exc:
         payload["database_error"] = str(exc)
-    payload.update(ward_board(values, WARDS.values(), requests))
+    payload.update(ward_board(values, services.wards().values(), requests))
     return _api(self, payload)
 
 
@@ -753,15 +771,17 @@ async def dashboard_wards(self: web.View, request: web.Request) -> web.Response:
 async def dashboard_staffing(self: web.View, request: web.Request) -> web.Response:
     """Assignments per ward, role and specialty (the table), wards below their minimum, and
     retirements coming and replacements made (PostgreSQL)."""
-    payload: dict[str, Any] = staff_board([m for _, m in assignment_by_staff.items()], WARDS.values())
+    payload: dict[str, Any] = staff_board(
+        [m for _, m in assignment_by_staff.items()], services.wards().values()
+    )
     payload.update(as_of_date=None, retirements=None, replacements=None, database_error=None)
     try:
-        day = await dashboard.last_complete_day()
+        day = await _dashboard().last_complete_day()
         if day >= 0:
-            today = dashboard.date_of(day)
+            today = _dashboard().date_of(day)
             payload["as_of_date"] = today.isoformat()
-            payload["retirements"] = await dashboard.retirements(today)
-            payload["replacements"] = await dashboard.replacements(today)
+            payload["retirements"] = await _dashboard().retirements(today)
+            payload["replacements"] = await _dashboard().replacements(today)
     except DashboardUnavailable as exc:
         payload["database_error"] = str(exc)
     return _api(self, payload)
@@ -771,7 +791,7 @@ async def dashboard_staffing(self: web.View, request: web.Request) -> web.Respon
 async def dashboard_schedule(self: web.View, request: web.Request) -> web.Response:
     """Simulated date, day N of the schedule, data stored, rows per second and the ETA."""
     try:
-        return _api(self, await dashboard.schedule())
+        return _api(self, await _dashboard().schedule())
     except DashboardUnavailable as exc:
         return _unavailable(self, exc)
 
@@ -792,12 +812,12 @@ async def dashboard_pipeline(self: web.View, request: web.Request) -> web.Respon
             "last_flush": _flush(),
             "flushes": METRICS.flushes,
         },
-        "database_login": dashboard.login,
+        "database_login": WorkerDashboard.current and WorkerDashboard.current.login,
         "dead_letters": None,
         "database_error": None,
     }
     try:
-        payload["dead_letters"] = await dashboard.dead_letters()
+        payload["dead_letters"] = await _dashboard().dead_letters()
     except DashboardUnavailable as exc:
         payload["database_error"] = str(exc)
     return _api(self, payload)
@@ -807,7 +827,7 @@ async def dashboard_pipeline(self: web.View, request: web.Request) -> web.Respon
 async def dashboard_reconciliation(self: web.View, request: web.Request) -> web.Response:
     """Streamed against batch transfers per simulated day, over the last complete days."""
     try:
-        return _api(self, await dashboard.reconciliation())
+        return _api(self, await _dashboard().reconciliation())
     except DashboardUnavailable as exc:
         return _unavailable(self, exc)
 
@@ -816,7 +836,7 @@ async def dashboard_reconciliation(self: web.View, request: web.Request) -> web.
 async def dashboard_charts(self: web.View, request: web.Request) -> web.Response:
     """Occupancy per ward, admissions and discharges per complete day (ward_census, indexes)."""
     try:
-        return _api(self, await dashboard.charts())
+        return _api(self, await _dashboard().charts())
     except DashboardUnavailable as exc:
         return _unavailable(self, exc)
 
@@ -830,17 +850,17 @@ async def prometheus_metrics(self: web.View, request: web.Request) -> web.Respon
     METRICS.buffered_messages.set(_buffered_messages())
     METRICS.schedule_days.set(settings.schedule_days)
     try:
-        METRICS.simulated_day.set(await dashboard.last_complete_day())
-        METRICS.set_table_rows(await dashboard.table_rows())
+        METRICS.simulated_day.set(await _dashboard().last_complete_day())
+        METRICS.set_table_rows(await _dashboard().table_rows())
         total, open_ = (
-            await dashboard.fetch(
+            await _dashboard().fetch(
                 "SELECT count(*), count(*) FILTER (WHERE replayed_at IS NULL) FROM dead_letters"
             )
         )[0]
         METRICS.dead_letters.set(total)
         METRICS.dead_letters_open.set(open_)
         METRICS.database_size.set(
-            (await dashboard.fetch("SELECT pg_database_size(current_database())"))[0][0]
+            (await _dashboard().fetch("SELECT pg_database_size(current_database())"))[0][0]
         )
         METRICS.database_up.set(1)
     except DashboardUnavailable as exc:

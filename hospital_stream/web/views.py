@@ -10,9 +10,9 @@ from typing import Any
 
 from faust import web
 
-from hospital_stream import state
-from hospital_stream.agents import WARDS
+from hospital_stream import services
 from hospital_stream.app import app
+from hospital_stream.stream import rules
 from hospital_stream.tables import assignment_by_staff, occupancy_by_ward
 
 
@@ -21,8 +21,8 @@ async def occupancy(self: web.View, request: web.Request) -> web.Response:
     """Per ward: beds, occupied beds and the patients in them, from ``occupancy_by_ward``."""
     wards = []
     for _, value in sorted(occupancy_by_ward.items(), key=lambda kv: int(kv[0])):
-        ward = WARDS.get(value["ward_id"])
-        wards.append(state.ward_view(value, ward.name if ward else "", ward.specialty if ward else ""))
+        ward = services.wards().get(value["ward_id"])
+        wards.append(rules.ward_view(value, ward.name if ward else "", ward.specialty if ward else ""))
     totals = {
         "beds": sum(w["beds"] for w in wards),
         "occupied": sum(w["occupied"] for w in wards),
@@ -35,7 +35,7 @@ async def staff(self: web.View, request: web.Request) -> web.Response:
     """Current assignments per ward and specialty, from ``assignment_by_staff``."""
     grouped: dict[int, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for _, member in assignment_by_staff.items():
-        if state.is_assigned(member):
+        if rules.is_assigned(member):
             grouped[member["ward_id"]][member["specialty"]].append(
                 {
                     "staff_id": member["staff_id"],
@@ -46,7 +46,7 @@ async def staff(self: web.View, request: web.Request) -> web.Response:
             )
     wards = []
     for ward_id in sorted(grouped):
-        ward = WARDS.get(ward_id)
+        ward = services.wards().get(ward_id)
         specialties = {
             name: sorted(people, key=lambda p: p["staff_id"])
             for name, people in sorted(grouped[ward_id].items())

@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 
-from hospital_stream import db
+from hospital_stream import db, schema
 
 SAMPLE = 5
 TZ = "Africa/Johannesburg"
@@ -56,7 +56,7 @@ WINDOW = "sim_day BETWEEN %(first)s AND %(last)s"
 #: the reference tables, stored once on day 0
 REFERENCE_TABLES = ("icd10_codes", "lab_tests", "medicines", "procedure_codes")
 #: the tables whose rows carry the day that stored them (a transfer counts once, in its batch)
-DAY_TABLES = tuple(t for t in db.DATA_TABLES if t not in (*REFERENCE_TABLES, "ward_census"))
+DAY_TABLES = tuple(t for t in schema.DATA_TABLES if t not in (*REFERENCE_TABLES, "ward_census"))
 _ROW_COUNTS = "\n UNION ALL ".join(
     [f"SELECT '{t}', 0, count(*) FROM {t} WHERE %(first)s = 0" for t in REFERENCE_TABLES]
     + [

@@ -32,7 +32,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import click
 
-from hospital_stream import db, stack
+from hospital_stream import db
+from hospital_stream.devstack import stack
 from hospital_stream.errors import BrokerLost, ConfigError, DatabaseError, HospitalStreamError
 from hospital_stream.settings import Settings, documented_settings, parse_speed
 
@@ -294,7 +295,7 @@ def _delete_topics(settings: Settings) -> None:
 
 
 def _hospital_config(settings: Settings) -> dict[str, Any]:
-    from hospital_stream.sim import HospitalConfig  # imported here: it loads Faust and NumPy
+    from hospital_stream.model import HospitalConfig  # imported here: it loads NumPy
 
     return HospitalConfig.from_settings(settings).to_json()
 
@@ -551,7 +552,8 @@ def status() -> None:
 
 
 def _plan(settings: Settings, days: int) -> dict[str, Any]:
-    from hospital_stream import plan, sim  # imported here: they load NumPy and the model
+    from hospital_stream import sim  # imported here: they load NumPy and the model
+    from hospital_stream.tools import plan
 
     return plan.cached_estimate(sim.HospitalConfig.from_settings(settings), days, settings.home / "plans")
 
@@ -630,7 +632,7 @@ def validate(first: int, last: int | None) -> None:
 
     The checks judge the days 30 simulated days at a time, each window's queries reading only
     its days; a line on stderr reports each window."""
-    from hospital_stream.validate import run_checks
+    from hospital_stream.tools.validate import run_checks
 
     if last is not None and last < first:
         raise click.BadParameter(f"--to {last} is before --from {first}", param_hint="--to")
@@ -725,7 +727,7 @@ async def _replay(settings: Settings, letters: list[Any]) -> list[int]:
     import psycopg
     from aiokafka import AIOKafkaProducer
 
-    from hospital_stream.models import TABLES
+    from hospital_stream.schema import TABLES
     from hospital_stream.sink import RowsMissing, apply_rows
 
     done = []
@@ -797,7 +799,7 @@ def export(
     --from/--to keep the rows whose time column (admitted_at, charted_at, ...) falls on those
     days; see the README's export section for what each table and resource type uses.
     """
-    from hospital_stream import export as exports
+    from hospital_stream.tools import export as exports
 
     plan = exports.plan(fmt, out_dir, tables, date_from, date_to)
     settings = _settings()

@@ -4,7 +4,7 @@
 that day's rows of the four bulk tables (after MIMIC-IV's ``labevents``, ``chartevents``,
 ``prescriptions`` and ``procedures_icd``). They are most of the database, so all per-row work
 is vectorised with NumPy: loops run over tables, columns or a handful of groups, never over
-rows, and each table comes back as :class:`Columns`, whose COPY text is rendered in one pass.
+rows, and each table comes back as :class:`columns.Columns`, whose COPY text is rendered in one pass.
 
 The model is calibrated by mechanism (see docs/realism.md): lab panels are ordered at admission
 and then on daily rounds at rates that fall with the day of stay and rise in the ICU; results
@@ -22,56 +22,14 @@ import dataclasses
 import datetime as dt
 import functools
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
-from hospital_stream import reference
+from hospital_stream.model import columns, reference
+from hospital_stream.model.calendar import MINUTES_PER_DAY
+from hospital_stream.schema import CLINICAL_COLUMNS
 
-MINUTES_PER_DAY = 1440
-SAST = dt.timezone(dt.timedelta(hours=2), "SAST")  # sim's clock (sim imports this module)
-
-TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
-    "lab_results": (
-        "lab_result_id",
-        "admission_id",
-        "patient_id",
-        "test_code",
-        "charted_at",
-        "value",
-        "flag",
-        "sim_day",
-    ),
-    "vital_signs": (
-        "vital_sign_id",
-        "admission_id",
-        "patient_id",
-        "ward_id",
-        "charted_at",
-        "heart_rate",
-        "systolic_bp",
-        "diastolic_bp",
-        "respiratory_rate",
-        "temperature",
-        "spo2",
-        "sim_day",
-    ),
-    "prescriptions": (
-        "prescription_id",
-        "admission_id",
-        "patient_id",
-        "medicine_code",
-        "drug",
-        "dose_value",
-        "dose_unit",
-        "route",
-        "frequency",
-        "starts_at",
-        "stops_at",
-        "sim_day",
-    ),
-    "procedures": ("admission_id", "seq", "procedure_code", "performed_at", "sim_day"),
-}
+TABLE_COLUMNS = CLINICAL_COLUMNS
 #: natural keys: the day, then the row's number that day (``day * 10**width + n``)
 ID_WIDTHS = {"lab_results": 8, "vital_signs": 8, "prescriptions": 7}
 LAB_FLAGS = ("N", "L", "H", "LL", "HH")
@@ -111,438 +69,8 @@ class Stays:
         return len(self.admission_id)
 
 
-# --- COPY text from NumPy columns -----------------------------------------------------------------
-#
-# A table renders into a matrix of little-endian uint32 words, one row per table row: each
-# column fills whole words of ASCII (numbers from four-digit look-up tables, words of a
-# vocabulary, timestamps from per-day and per-minute words), padding with 0 bytes. A field's tab
-# (the last one's newline) goes into a byte that is 0 on every row, its own last or the next
-# field's first, or else into a word of its own. Deleting the 0 bytes then joins the fields.
-# Writing whole word columns keeps NumPy's loops long: narrow byte slices cost ~10 ns a row.
-
-_POW10 = 10 ** np.arange(19, dtype=np.int64)
-_TAB_WORD, _NEWLINE_WORD = np.uint32(9), np.uint32(10)
-
-
-def _words(texts: Sequence[bytes], width: int) -> np.ndarray:
-    """Byte strings, each padded with 0 bytes to ``width`` (a multiple of 4), as uint32 words."""
-    return np.frombuffer(b"".join(t.ljust(width, b"\0") for t in texts), dtype="<u4").reshape(len(texts), -1)
-
-
-_NUMBERS = range(10_000)
-#: a number's four-digit word: "0042" when digits stand left of it, "\0\0" "42" when none do,
-#: and nothing at all for a 0 with none (index + 10,000); the last word of a number writes "0"
-_INNER_WORD = np.concatenate(
-    (
-        _words([f"{i:04d}".encode() for i in _NUMBERS], 4),
-        _words([f"{i:d}".rjust(4, "\0").encode() if i else b"" for i in _NUMBERS], 4),
-    )
-).ravel()
-_LAST_WORD = np.concatenate(
-    (_INNER_WORD[:10_000], _words([f"{i:d}".rjust(4, "\0").encode() for i in _NUMBERS], 4).ravel())
-)
-#: four decimals as ".0625", ".5", ".0": a dot and the digits without trailing zeros, 2 words
-_FRACTION_HEAD, _FRACTION_TAIL = (
-    np.ascontiguousarray(w)
-    for w in _words([("." + (f"{i:04d}".rstrip("0") or "0")).encode() for i in _NUMBERS], 8).T
-)
-
-
-class _Column:
-    """A column that renders itself as ``words()`` uint32 words a row (0 bytes pad). A column
-    whose first byte (``head_free``) or last byte (``tail_free``) is 0 on every row lends it
-    to a separator."""
-
-    head_free = False
-    tail_free = False
-
-    def __len__(self) -> int:
-        raise NotImplementedError
-
-    def words(self) -> int:
-        raise NotImplementedError
-
-    def render(self, out: np.ndarray) -> None:
-        """Fill every word of ``out`` (rows x words)."""
-        raise NotImplementedError
-
-    def values(self, start: int, stop: int) -> list[Any]:
-        raise NotImplementedError
-
-
-class _Int(_Column):
-    def __init__(self, values: np.ndarray) -> None:
-        self.data = np.asarray(values, dtype=np.int64)
-        if len(self.data) and self.data.min() < 0:
-            raise ValueError("only non-negative integers are encoded")
-        self.digits = len(str(int(self.data.max()))) if len(self.data) else 1
-        self.head_free = self.digits % 4 != 0
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def words(self) -> int:
-        return -(-self.digits // 4)
-
-    def render(self, out: np.ndarray) -> None:
-        _render_digits(self.data, out)
-
-    def values(self, start: int, stop: int) -> list[Any]:
-        return self.data[start:stop].tolist()
-
-
-class _IntLookup(_Int):
-    """Integers of a few distinct entries repeated over many rows (a stay's admission id):
-    each entry is rendered once, then its words are gathered per row."""
-
-    def __init__(self, values: np.ndarray, index: np.ndarray) -> None:
-        super().__init__(values)
-        self.index = np.asarray(index, dtype=np.int64)
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def render(self, out: np.ndarray) -> None:
-        words = np.empty((len(self.data), out.shape[1]), dtype="<u4")
-        _render_digits(self.data, words)
-        for j in range(out.shape[1]):
-            out[:, j] = np.ascontiguousarray(words[:, j]).take(self.index)
-
-    def values(self, start: int, stop: int) -> list[Any]:
-        return self.data[self.index[start:stop]].tolist()
-
-
-class _Constant(_Column):
-    """The same non-negative integer on every row (a table's sim_day)."""
-
-    def __init__(self, value: int, n: int) -> None:
-        self.text = str(int(value)).encode()
-        if not self.text.isdigit():
-            raise ValueError("only non-negative integers are encoded")
-        self.value, self.n = int(value), n
-        self.tail_free = len(self.text) % 4 != 0
-
-    def __len__(self) -> int:
-        return self.n
-
-    def words(self) -> int:
-        return -(-len(self.text) // 4)
-
-    def render(self, out: np.ndarray) -> None:
-        for j, word in enumerate(_words([self.text], 4 * out.shape[1]).ravel()):
-            out[:, j] = word
-
-    def values(self, start: int, stop: int) -> list[Any]:
-        return [self.value] * (stop - start)
-
-
-class _Decimal(_Column):
-    """Decimal numbers as integer units of 10**-decimals (at most 4), written the way Python
-    writes the float: at least one decimal, no trailing zeros ("4.6", "88.0", "0.0625")."""
-
-    tail_free = True  # ".dddd" leaves the last of its eight bytes free
-
-    def __init__(self, units: np.ndarray, decimals: np.ndarray | int) -> None:
-        self.units = np.asarray(units, dtype=np.int64)
-        self.decimals = np.broadcast_to(np.asarray(decimals, dtype=np.int64), self.units.shape)
-        if len(self.units) and (self.units.min() < 0 or self.decimals.min() < 0 or self.decimals.max() > 4):
-            raise ValueError("decimals are non-negative with at most four decimals")
-        self.whole = self.units // _POW10[self.decimals]
-        self.digits = len(str(int(self.whole.max()))) if len(self.units) else 1
-        self.head_free = self.digits % 4 != 0
-
-    def __len__(self) -> int:
-        return len(self.units)
-
-    def words(self) -> int:
-        return -(-self.digits // 4) + 2
-
-    def render(self, out: np.ndarray) -> None:
-        _render_digits(self.whole, out[:, :-2])
-        fraction = (self.units - self.whole * _POW10[self.decimals]) * _POW10[4 - self.decimals]
-        out[:, -2] = _FRACTION_HEAD[fraction]
-        out[:, -1] = _FRACTION_TAIL[fraction]
-
-    def values(self, start: int, stop: int) -> list[Any]:
-        return (self.units[start:stop] / _POW10[self.decimals[start:stop]]).tolist()
-
-
-class _Text(_Column):
-    """Strings from a small vocabulary, as indices into it."""
-
-    def __init__(self, index: np.ndarray, vocabulary: Sequence[str]) -> None:
-        self.index = np.asarray(index, dtype=np.int64)
-        self.vocabulary = tuple(vocabulary)
-        self.tail_free = _longest(self.vocabulary) % 4 != 0
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def words(self) -> int:
-        return len(_vocabulary_words(self.vocabulary))
-
-    def render(self, out: np.ndarray) -> None:
-        for j, word in enumerate(_vocabulary_words(self.vocabulary)):
-            out[:, j] = word.take(self.index)
-
-    def values(self, start: int, stop: int) -> list[Any]:
-        return [self.vocabulary[i] for i in self.index[start:stop].tolist()]
-
-
-#: "YYYY-MM-DDTHH:MM:00+02:00" fills the words "YYYY", "-MM-", "DDTH", "H:MM", ":00+",
-#: "02:0", "0": the hour's first digit joins the date's third word, its second digit and the
-#: minutes come from a word per minute of the day, the rest is constant
-_HOUR_TENS = (np.arange(1440, dtype=np.uint32) // 600 + 48) << np.uint32(24)
-_HOUR_MINUTE = _words([f"{m // 60 % 10}:{m % 60:02d}".encode() for m in range(1440)], 4).ravel()
-_ZONE = _words([b":00+02:00"], 12).ravel()
-
-
-class _Time(_Column):
-    """Model minutes as ISO-8601 timestamps in SAST: 2020-03-05T14:07:00+02:00."""
-
-    tail_free = True
-
-    def __init__(self, minutes: np.ndarray, start_date: dt.date) -> None:
-        self.minutes = np.asarray(minutes, dtype=np.int64)
-        self.start_date = start_date
-
-    def __len__(self) -> int:
-        return len(self.minutes)
-
-    def words(self) -> int:
-        return 7
-
-    def render(self, out: np.ndarray) -> None:
-        if not len(self.minutes):
-            return
-        days = self.minutes // MINUTES_PER_DAY
-        first = int(days.min())
-        dates = _dates(self.start_date, first, int(days.max()) + 1)
-        index = days - first
-        of_day = self.minutes - days * MINUTES_PER_DAY
-        out[:, 0] = dates[0].take(index)
-        out[:, 1] = dates[1].take(index)
-        out[:, 2] = dates[2].take(index) | _HOUR_TENS.take(of_day)
-        out[:, 3] = _HOUR_MINUTE.take(of_day)
-        for j, word in enumerate(_ZONE):
-            out[:, 4 + j] = word
-
-    def values(self, start: int, stop: int) -> list[Any]:
-        base = dt.datetime(self.start_date.year, self.start_date.month, self.start_date.day, tzinfo=SAST)
-        dates: dict[int, str] = {}
-        out = []
-        for m in self.minutes[start:stop].tolist():
-            day, of_day = divmod(m, MINUTES_PER_DAY)
-            if day not in dates:
-                dates[day] = (base + dt.timedelta(days=day)).isoformat()[:11]
-            out.append(f"{dates[day]}{of_day // 60:02d}:{of_day % 60:02d}:00+02:00")
-        return out
-
-
-class _Digits(_Column):
-    """Non-negative integers as exactly ``width`` digits, zero-padded (an ID number, a postal code)."""
-
-    def __init__(self, values: np.ndarray, width: int) -> None:
-        self.data = np.asarray(values, dtype=np.int64)
-        if not 1 <= width <= 18:
-            raise ValueError("a fixed-width number has 1 to 18 digits")
-        if len(self.data) and (self.data.min() < 0 or self.data.max() >= 10**width):
-            raise ValueError(f"only non-negative integers of at most {width} digits are encoded")
-        self.width = width
-        self.head_free = width % 4 != 0
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def words(self) -> int:
-        return -(-self.width // 4)
-
-    def render(self, out: np.ndarray) -> None:
-        rest = self.data
-        for word in range(out.shape[1] - 1, 0, -1):
-            rest, four = np.divmod(rest, 10_000)
-            out[:, word] = _INNER_WORD.take(four)
-        out[:, 0] = _leading_words(self.width - 4 * (out.shape[1] - 1)).take(rest)
-
-    def values(self, start: int, stop: int) -> list[Any]:
-        return [f"{value:0{self.width}d}" for value in self.data[start:stop].tolist()]
-
-
-@functools.lru_cache(maxsize=4)
-def _leading_words(digits: int) -> np.ndarray:
-    """The first word of a fixed-width number: its leading 1-4 digits, zero-padded."""
-    return _words([f"{i:0{digits}d}".rjust(4, "\0").encode() for i in range(10**digits)], 4).ravel()
-
-
-#: a date's "-MM-" by month number and "DD" by day of the month
-_MONTH_WORD = _words([f"-{m:02d}-".encode() for m in range(13)], 4).ravel()
-_DAY_WORD = _words([f"{d:02d}".encode() for d in range(32)], 4).ravel()
-
-
-class _Date(_Column):
-    """Proleptic Gregorian ordinals (``date.toordinal()``) as ISO dates: 1987-06-30."""
-
-    tail_free = True  # "DD" leaves the last two bytes of its word free
-
-    def __init__(self, ordinals: np.ndarray) -> None:
-        self.ordinals = np.asarray(ordinals, dtype=np.int64)
-        if len(self.ordinals) and (self.ordinals.min() < 1 or self.ordinals.max() > dt.date.max.toordinal()):
-            raise ValueError("only dates of the years 1 to 9999 are encoded")
-
-    def __len__(self) -> int:
-        return len(self.ordinals)
-
-    def words(self) -> int:
-        return 3
-
-    def render(self, out: np.ndarray) -> None:
-        year, month, day = calendar_days(self.ordinals)
-        out[:, 0] = _INNER_WORD.take(year)  # "YYYY", zero-padded like isoformat()
-        out[:, 1] = _MONTH_WORD.take(month)
-        out[:, 2] = _DAY_WORD.take(day)
-
-    def values(self, start: int, stop: int) -> list[Any]:
-        return [dt.date.fromordinal(o).isoformat() for o in self.ordinals[start:stop].tolist()]
-
-
-def calendar_days(ordinals: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The year, month and day of proleptic Gregorian ordinals (``date.toordinal()``)."""
-    # Integer arithmetic on 400-year eras of years that start on 1 March (H. Hinnant's
-    # civil_from_days), three to five times faster than NumPy's datetime64 conversions; in place
-    # where it can be, as a whole catchment's birth dates pass through here at once.
-    day = np.asarray(ordinals, dtype=np.int64) + 305  # days since 0000-03-01
-    era = day // 146_097
-    day -= era * 146_097  # the day of the era
-    year = day // 36_524
-    year -= day // 1_460
-    year -= day // 146_096
-    year += day
-    year //= 365  # the year of the era
-    day -= 365 * year + year // 4 - year // 100  # the day of the year, from 1 March
-    era *= 400
-    year += era
-    del era
-    month = 5 * day + 2
-    month //= 153  # months since March
-    day -= (153 * month + 2) // 5
-    day += 1
-    month += np.where(month < 10, 3, -9)
-    year += month <= 2
-    return year, month, day
-
-
-@functools.lru_cache(maxsize=256)
-def _dates(start_date: dt.date, first: int, stop: int) -> tuple[np.ndarray, ...]:
-    """The words "YYYY", "-MM-", "DDT" of days ``first`` to ``stop`` after ``start_date``."""
-    texts = [(start_date + dt.timedelta(days=d)).isoformat().encode() + b"T" for d in range(first, stop)]
-    words = _words(texts, 12)
-    return tuple(np.ascontiguousarray(words[:, j]) for j in range(3))
-
-
-def _render_digits(values: np.ndarray, out: np.ndarray) -> None:
-    """Non-negative integers as right-aligned ASCII digits in ``out``'s words."""
-    rest = values.astype(np.uint32) if out.shape[1] <= 2 else values
-    for word in range(out.shape[1] - 1, -1, -1):
-        rest, four = np.divmod(rest, 10_000)
-        # a word with no digits left of it drops its leading zeros
-        table = _LAST_WORD if word == out.shape[1] - 1 else _INNER_WORD
-        out[:, word] = table.take(four + 10_000 * (rest == 0))
-
-
-@functools.lru_cache(maxsize=64)
-def _longest(vocabulary: tuple[str, ...]) -> int:
-    return max(len(word.encode()) for word in vocabulary)
-
-
-@functools.lru_cache(maxsize=64)
-def _vocabulary_words(vocabulary: tuple[str, ...]) -> tuple[np.ndarray, ...]:
-    """The words of a vocabulary, one contiguous array per word position."""
-    encoded = [word.encode() for word in vocabulary]
-    for word in encoded:
-        if not word or any(byte in word for byte in b"\t\n\r\\\0"):
-            raise ValueError(f"{word!r} cannot travel in COPY text unescaped")
-    words = _words(encoded, 4 * -(-max(map(len, encoded), default=1) // 4))
-    return tuple(np.ascontiguousarray(words[:, j]) for j in range(words.shape[1]))
-
-
-class Columns:
-    """One table's rows as NumPy columns; ``copy_text`` renders them in PostgreSQL's COPY text
-    format (tab-separated, one row a line). The whole table is rendered once, on first use, so
-    any slicing of it yields the same bytes."""
-
-    def __init__(self, columns: Sequence[str], data: Sequence[_Column]) -> None:
-        if len(columns) != len(data):
-            raise ValueError("one data column per column name")
-        lengths = {len(column) for column in data}
-        if len(lengths) > 1:
-            raise ValueError(f"columns differ in length: {sorted(lengths)}")
-        self.columns: tuple[str, ...] = tuple(columns)
-        self._data = tuple(data)
-        self._length = lengths.pop() if lengths else 0
-        self._text = bytearray()
-        self._ends: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return self._length
-
-    def __repr__(self) -> str:
-        return f"<Columns {', '.join(self.columns)}: {self._length} rows>"
-
-    def copy_text(self, start: int = 0, stop: int | None = None) -> bytes:
-        """Rows ``[start, stop)`` as COPY text, each line ending in a newline."""
-        start, stop, _ = slice(start, stop).indices(self._length)
-        if stop <= start:
-            return b""
-        if self._ends is None:
-            self._render()
-        assert self._ends is not None
-        return bytes(memoryview(self._text)[self._ends[start] : self._ends[stop]])
-
-    def rows(self, start: int = 0, stop: int | None = None) -> list[tuple[Any, ...]]:
-        """Rows ``[start, stop)`` as tuples of Python values (timestamps as ISO strings)."""
-        start, stop, _ = slice(start, stop).indices(self._length)
-        if stop <= start:
-            return []
-        return list(zip(*(column.values(start, stop) for column in self._data), strict=True))
-
-    def _render(self) -> None:
-        data = self._data
-        # where each field's separator goes: into its own free last byte, into the next
-        # field's free first byte, or into a word of its own
-        places = [
-            "tail" if column.tail_free else "head" if nxt is not None and nxt.head_free else "word"
-            for column, nxt in zip(data, (*data[1:], None), strict=True)
-        ]
-        widths = [column.words() for column in data]
-        total = sum(widths) + places.count("word")
-        buffer = bytearray(4 * total * self._length)
-        matrix = np.frombuffer(buffer, dtype="<u4").reshape(self._length, total)
-        at, pending = 0, None
-        for column, width, place, last in zip(data, widths, places, range(len(data), 0, -1), strict=True):
-            separator = _NEWLINE_WORD if last == 1 else _TAB_WORD
-            column.render(matrix[:, at : at + width])
-            if pending is not None:
-                matrix[:, at] |= pending
-                pending = None
-            at += width
-            if place == "tail":
-                matrix[:, at - 1] |= separator << np.uint32(24)
-            elif place == "head":
-                pending = separator
-            else:
-                matrix[:, at] = separator
-                at += 1
-        del matrix
-        # no field holds a 0 byte, a tab or a newline: deleting the 0 bytes joins the fields
-        self._text = buffer.translate(None, b"\0")
-        newlines = np.flatnonzero(np.frombuffer(self._text, dtype=np.uint8) == 10)
-        self._ends = np.concatenate(([0], newlines + 1))
-        if len(newlines) != self._length:
-            raise AssertionError("the COPY text does not have one line a row")
-
-
-def _columns(table: str, data: Sequence[_Column]) -> Columns:
-    return Columns(TABLE_COLUMNS[table], data)
+def _table(table: str, data: Sequence[columns.Column]) -> columns.Columns:
+    return columns.Columns(TABLE_COLUMNS[table], data)
 
 
 # --- shared helpers of the model ----------------------------------------------------------------
@@ -750,7 +278,9 @@ def _day_context(day: int, start_date: dt.date, stays: Stays) -> _Day:
     )
 
 
-def clinical_day(rng: np.random.Generator, day: int, start_date: dt.date, stays: Stays) -> dict[str, Columns]:
+def clinical_day(
+    rng: np.random.Generator, day: int, start_date: dt.date, stays: Stays
+) -> dict[str, columns.Columns]:
     """The day's lab results, vital signs, prescriptions and procedures of ``stays``."""
     context = _day_context(day, start_date, stays)
     return {
@@ -903,7 +433,7 @@ def _later_day_factor(day_of_stay: np.ndarray) -> np.ndarray:
     )
 
 
-def _lab_results(rng: np.random.Generator, c: _Day) -> Columns:
+def _lab_results(rng: np.random.Generator, c: _Day) -> columns.Columns:
     table = _lab_table()
     admitted = np.asarray(c.stays.admitted_at, dtype=np.int64)
     present = c.hi > c.lo
@@ -944,17 +474,17 @@ def _lab_results(rng: np.random.Generator, c: _Day) -> Columns:
 
     units, flags = _lab_values(rng, c, table, stay, test)
     s = c.stays
-    return _columns(
+    return _table(
         "lab_results",
         (
-            _Int(_ids(c.day, "lab_results", len(stay))),
-            _IntLookup(s.admission_id, stay),
-            _IntLookup(s.patient_id, stay),
-            _Text(test, table.codes),
-            _Time(when, c.start_date),
-            _Decimal(units, table.decimals[test]),
-            _Text(flags, LAB_FLAGS),
-            _Constant(c.day, len(stay)),
+            columns.Int(_ids(c.day, "lab_results", len(stay))),
+            columns.IntLookup(s.admission_id, stay),
+            columns.IntLookup(s.patient_id, stay),
+            columns.Text(test, table.codes),
+            columns.Time(when, c.start_date),
+            columns.Decimal(units, table.decimals[test]),
+            columns.Text(flags, LAB_FLAGS),
+            columns.Constant(c.day, len(stay)),
         ),
     )
 
@@ -983,7 +513,7 @@ def _lab_values(
     value *= np.where((c.stays.sex == "F")[stay], table.female_factor[test], 1.0)
     value *= np.where(c.child[stay], table.child_factor[test], 1.0)
     value = np.clip(value, table.min_value[test], table.max_value[test])
-    scale = _POW10[table.decimals[test]]
+    scale = columns.POW10[table.decimals[test]]
     units = np.rint(value * scale).astype(np.int64)
     reported = units / scale
     flags = np.select(
@@ -1011,7 +541,7 @@ RESPIRATORY_SHARE = (0.25, 0.06, 0.03, 0.30, 0.03, 0.02, 0.10, 0.12)
 FEVER_SHARE = (0.20, 0.12, 0.06, 0.30, 0.08, 0.03, 0.18, 0.06)
 
 
-def _vital_signs(rng: np.random.Generator, c: _Day) -> Columns:
+def _vital_signs(rng: np.random.Generator, c: _Day) -> columns.Columns:
     present = c.hi > c.lo
     psychiatry = c.service == SERVICES.index("psychiatry")
     schedules = (
@@ -1043,21 +573,21 @@ def _vital_signs(rng: np.random.Generator, c: _Day) -> Columns:
     stay, when = stay[order], when[order]
     heart, systolic, diastolic, breathing, temperature, saturation = _vital_values(rng, c, stay)
     s = c.stays
-    return _columns(
+    return _table(
         "vital_signs",
         (
-            _Int(_ids(c.day, "vital_signs", len(stay))),
-            _IntLookup(s.admission_id, stay),
-            _IntLookup(s.patient_id, stay),
-            _IntLookup(s.ward_id, stay),
-            _Time(when, c.start_date),
-            _Int(heart),
-            _Int(systolic),
-            _Int(diastolic),
-            _Int(breathing),
-            _Decimal(temperature, 1),
-            _Int(saturation),
-            _Constant(c.day, len(stay)),
+            columns.Int(_ids(c.day, "vital_signs", len(stay))),
+            columns.IntLookup(s.admission_id, stay),
+            columns.IntLookup(s.patient_id, stay),
+            columns.IntLookup(s.ward_id, stay),
+            columns.Time(when, c.start_date),
+            columns.Int(heart),
+            columns.Int(systolic),
+            columns.Int(diastolic),
+            columns.Int(breathing),
+            columns.Decimal(temperature, 1),
+            columns.Int(saturation),
+            columns.Constant(c.day, len(stay)),
         ),
     )
 
@@ -1224,7 +754,7 @@ def _draw_with_replacement(rng: np.random.Generator, weights: np.ndarray, group:
     return np.searchsorted(flat, target) - group * weights.shape[1]
 
 
-def _prescriptions(rng: np.random.Generator, c: _Day) -> Columns:
+def _prescriptions(rng: np.random.Generator, c: _Day) -> columns.Columns:
     table = _medicine_table()
     present = c.hi > c.lo
     short = np.isin(c.stays.admission_type, ("OBSERVATION", "SURGICAL SAME DAY"))
@@ -1284,21 +814,21 @@ def _prescriptions(rng: np.random.Generator, c: _Day) -> Columns:
     brand = table.brand[medicine]
     written = np.where((brand >= 0) & (rng.random(n) < BRAND_SHARE), brand, medicine)
     s = c.stays
-    return _columns(
+    return _table(
         "prescriptions",
         (
-            _Int(_ids(c.day, "prescriptions", n)),
-            _IntLookup(s.admission_id, stay),
-            _IntLookup(s.patient_id, stay),
-            _Text(medicine, table.codes),
-            _Text(written, table.names),
-            _Decimal(units, decimals),
-            _Text(table.dose_unit[medicine], table.unit_vocabulary),
-            _Text(route, table.route_vocabulary),
-            _Text(frequency, table.frequency_vocabulary),
-            _Time(start, c.start_date),
-            _Time(stop, c.start_date),
-            _Constant(c.day, n),
+            columns.Int(_ids(c.day, "prescriptions", n)),
+            columns.IntLookup(s.admission_id, stay),
+            columns.IntLookup(s.patient_id, stay),
+            columns.Text(medicine, table.codes),
+            columns.Text(written, table.names),
+            columns.Decimal(units, decimals),
+            columns.Text(table.dose_unit[medicine], table.unit_vocabulary),
+            columns.Text(route, table.route_vocabulary),
+            columns.Text(frequency, table.frequency_vocabulary),
+            columns.Time(start, c.start_date),
+            columns.Time(stop, c.start_date),
+            columns.Constant(c.day, n),
         ),
     )
 
@@ -1317,10 +847,10 @@ def _children_doses(
     if not scaled.any():
         return units, decimals
     weight_kg = np.where(age < 1, 3.5 + 6.5 * age, 8.0 + 2.0 * age)
-    dose = units / _POW10[decimals] * np.minimum(weight_kg / 70.0, 1.0)
+    dose = units / columns.POW10[decimals] * np.minimum(weight_kg / 70.0, 1.0)
     exponent = np.floor(np.log10(np.maximum(dose, 1e-9))).astype(np.int64)
     child_decimals = np.clip(1 - exponent, 0, 4)
-    child_units = np.maximum(np.rint(dose * _POW10[child_decimals]).astype(np.int64), 1)
+    child_units = np.maximum(np.rint(dose * columns.POW10[child_decimals]).astype(np.int64), 1)
     return np.where(scaled, child_units, units), np.where(scaled, child_decimals, decimals)
 
 
@@ -1387,7 +917,7 @@ def _procedure_table() -> _ProcedureTable:
     )
 
 
-def _procedures(rng: np.random.Generator, c: _Day) -> Columns:
+def _procedures(rng: np.random.Generator, c: _Day) -> columns.Columns:
     table = _procedure_table()
     coded = np.flatnonzero(c.first & (c.window_hi > c.window_lo))
     icu = c.icu[coded]
@@ -1426,14 +956,14 @@ def _procedures(rng: np.random.Generator, c: _Day) -> Columns:
     seq = _rank_within(stay) + 1
     order = np.lexsort((seq, c.key_a[stay]))
     stay, code, when, seq = stay[order], code[order], when[order], seq[order]
-    return _columns(
+    return _table(
         "procedures",
         (
-            _IntLookup(c.stays.admission_id, stay),
-            _Int(seq),
-            _Text(code, table.codes),
-            _Time(when, c.start_date),
-            _Constant(c.day, len(stay)),
+            columns.IntLookup(c.stays.admission_id, stay),
+            columns.Int(seq),
+            columns.Text(code, table.codes),
+            columns.Time(when, c.start_date),
+            columns.Constant(c.day, len(stay)),
         ),
     )
 

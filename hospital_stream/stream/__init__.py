@@ -1,0 +1,1 @@
+"""What the agents call: the generator on its wall-clock schedule and the table-update rules."""

@@ -1,0 +1,1 @@
+"""Tools over stored runs: export, validate, plan."""

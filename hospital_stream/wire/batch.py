@@ -1,0 +1,200 @@
+"""Batch messages: one simulated day as chunks of COPY-text rows, then the day's closing message.
+
+A batch message is a JSON header line, a newline, then a payload: for a ``chunk``, rows of one
+table in PostgreSQL's COPY text format, so the sink can hand them to ``COPY ... FROM STDIN``
+untouched; for the day's closing ``day`` message, the simulator's zlib-compressed checkpoint.
+The header carries a digest of the payload, so a chunk is validated cheaply and PostgreSQL's
+constraints check the rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from hospital_stream.errors import InvalidMessage
+from hospital_stream.model import CHUNK_ROWS, DayRecords, collection_paused, encode_checkpoint
+from hospital_stream.model.columns import Columns
+from hospital_stream.schema import TABLES, TableSpec
+from hospital_stream.wire.copy_text import decode_copy_rows, digest, encode_copy_rows
+from hospital_stream.wire.fields import MAX_MESSAGE_BYTES, SCHEMA_VERSION, json_object, require, require_count
+
+# --- batch messages ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchHeader:
+    """The header line of a batch message."""
+
+    kind: Literal["chunk", "day"]
+    run_id: str
+    day: int
+    seq: int
+    table: str
+    rows: int
+    digest: str
+    #: only on the ``day`` message: how many chunks the day has, its date, rows per table, and
+    #: how many of its transfers were streamed live (the day is complete only once they are stored)
+    chunks: int = 0
+    date: str = ""
+    row_counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    streamed: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "v": SCHEMA_VERSION,
+            "kind": self.kind,
+            "run": self.run_id,
+            "day": self.day,
+            "seq": self.seq,
+            "table": self.table,
+            "rows": self.rows,
+            "digest": self.digest,
+            "chunks": self.chunks,
+            "date": self.date,
+            "row_counts": self.row_counts,
+            "streamed": self.streamed,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchMessage:
+    header: BatchHeader
+    payload: bytes
+
+    @property
+    def spec(self) -> TableSpec:
+        return TABLES[self.header.table]
+
+    def rows(self) -> list[list[str | None]]:
+        return list(decode_copy_rows(self.payload))
+
+
+def encode_chunk(run_id: str, day: int, seq: int, table: str, rows: Sequence[Sequence[Any]]) -> bytes:
+    return chunk_message(run_id, day, seq, table, encode_copy_rows(rows), len(rows))
+
+
+def chunk_message(run_id: str, day: int, seq: int, table: str, payload: bytes, rows: int) -> bytes:
+    """A chunk of ``rows`` rows already in COPY text."""
+    header = BatchHeader("chunk", run_id, day, seq, table, rows, digest(payload))
+    return _join(header, payload)
+
+
+def encode_day_close(
+    run_id: str,
+    day: int,
+    seq: int,
+    date: dt.date,
+    row_counts: dict[str, int],
+    streamed: int,
+    checkpoint: bytes,
+) -> bytes:
+    header = BatchHeader(
+        "day",
+        run_id,
+        day,
+        seq,
+        "",
+        0,
+        digest(checkpoint),
+        chunks=seq,
+        date=date.isoformat(),
+        row_counts=row_counts,
+        streamed=streamed,
+    )
+    return _join(header, checkpoint)
+
+
+def _join(header: BatchHeader, payload: bytes) -> bytes:
+    return json.dumps(header.to_json(), separators=(",", ":")).encode() + b"\n" + payload
+
+
+def batch_table(raw: bytes | None) -> str | None:
+    """The table a batch message's header names, read from its header line alone (None when
+    that line is not a JSON object): for a reader that skips most tables unvalidated."""
+    head = (raw or b"").partition(b"\n")[0]
+    try:
+        obj = json.loads(head)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    table = obj.get("table") if isinstance(obj, dict) else None
+    return table if isinstance(table, str) else None
+
+
+def parse_batch_message(raw: bytes | None) -> BatchMessage:
+    """Validate a batch message's header and digest (not its rows: PostgreSQL checks those)."""
+    if not raw:
+        raise InvalidMessage("empty message")
+    head, sep, payload = raw.partition(b"\n")
+    if not sep:
+        raise InvalidMessage("no header line")
+    obj = json_object(head)
+    if obj.get("v") != SCHEMA_VERSION:
+        raise InvalidMessage(f"unsupported schema version {obj.get('v')!r}")
+    kind = obj.get("kind")
+    if kind not in ("chunk", "day"):
+        raise InvalidMessage(f"unknown batch message kind {kind!r}")
+    table = obj.get("table", "")
+    if kind == "chunk" and table not in TABLES:
+        raise InvalidMessage(f"unknown table {table!r}")
+    header = BatchHeader(
+        kind=kind,
+        run_id=require(obj, "run", str),
+        day=require_count(obj, "day"),
+        seq=require_count(obj, "seq"),
+        table=table,
+        rows=require_count(obj, "rows"),
+        digest=require(obj, "digest", str),
+        chunks=require_count(obj, "chunks"),
+        date=require(obj, "date", str),
+        row_counts=require(obj, "row_counts", dict),
+        streamed=require_count(obj, "streamed"),
+    )
+    if kind == "day":
+        try:
+            dt.date.fromisoformat(header.date)
+        except ValueError as exc:
+            raise InvalidMessage(f"day message with date {header.date[:40]!r}") from exc
+    if digest(payload) != header.digest:
+        raise InvalidMessage("payload digest mismatch")
+    lines = payload.count(b"\n")
+    if kind == "chunk" and lines != header.rows:
+        raise InvalidMessage(f"header says {header.rows} rows, payload has {lines}")
+    return BatchMessage(header, payload)
+
+
+def encode_day(run_id: str, records: DayRecords) -> list[bytes]:
+    """A day's batch as chunk messages followed by the closing message with the checkpoint."""
+    with collection_paused():
+        return _encode_day(run_id, records)
+
+
+def _encode_day(run_id: str, records: DayRecords) -> list[bytes]:
+    messages = []
+    for table, rows in records.tables.items():
+        # a day's transfers travel in one chunk: the routing agent closes each ward's day on it
+        step = len(rows) or 1 if table == "transfers" else CHUNK_ROWS
+        for start in range(0, len(rows), step):
+            stop = min(start + step, len(rows))
+            payload = (
+                rows.copy_text(start, stop)
+                if isinstance(rows, Columns)
+                else encode_copy_rows(rows[start:stop])
+            )
+            messages.append(chunk_message(run_id, records.day, len(messages), table, payload, stop - start))
+        if table == "transfers" and not rows:
+            messages.append(chunk_message(run_id, records.day, len(messages), table, b"", 0))
+    for message in messages:
+        if len(message) > MAX_MESSAGE_BYTES:
+            raise ValueError(f"day {records.day}: a batch message of {len(message)} bytes is too large")
+    checkpoint = encode_checkpoint(records.state)
+    streamed = sum(len(slot) for slot in records.streamed)
+    messages.append(
+        encode_day_close(
+            run_id, records.day, len(messages), records.date, records.row_counts(), streamed, checkpoint
+        )
+    )
+    return messages

@@ -1,0 +1,58 @@
+"""Strict readers of JSON fields, shared by every parser of the wire."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hospital_stream.errors import InvalidMessage
+
+SCHEMA_VERSION = 2
+MAX_MESSAGE_BYTES = 900_000
+
+# --- small validation helpers -----------------------------------------------------------------
+
+
+def json_object(raw: bytes | None) -> dict[str, Any]:
+    if not raw:
+        raise InvalidMessage("empty message")
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise InvalidMessage(f"message of {len(raw)} bytes exceeds {MAX_MESSAGE_BYTES}")
+    try:
+        obj = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidMessage(f"invalid JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise InvalidMessage("expected a JSON object")
+    return obj
+
+
+def require(obj: dict[str, Any], name: str, kind: type) -> Any:
+    if name not in obj:
+        raise InvalidMessage(f"missing field {name!r}")
+    value = obj[name]
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise InvalidMessage(f"field {name!r} must be {kind.__name__}")
+    return value
+
+
+def require_count(obj: dict[str, Any], name: str) -> int:
+    value = require(obj, name, int)
+    if value < 0:
+        raise InvalidMessage(f"field {name!r} is negative")
+    if value >= 2**31:  # the columns it lands in are PostgreSQL integers
+        raise InvalidMessage(f"field {name!r} is too large")
+    return value
+
+
+def require_id(obj: dict[str, Any], name: str) -> int:
+    value = require(obj, name, int)
+    if not 0 < value < 2**63:
+        raise InvalidMessage(f"field {name!r} is not a valid id")
+    return value
+
+
+def optional_id(obj: dict[str, Any], name: str) -> int | None:
+    if obj.get(name) is None:
+        return None
+    return require_id(obj, name)

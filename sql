@@ -1,0 +1,1 @@
+hospital_stream/db/sql
