@@ -1,4 +1,5 @@
-# The two commands a newcomer needs: `make demo` and `make test`. Everything else is optional.
+# The two commands a newcomer needs: `make demo` and `make test`. Everything else is optional;
+# `make help` lists it.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -6,7 +7,10 @@ STAMP := $(VENV)/.installed
 DEMO_ARGS ?= --speed 1800
 BENCH_ARGS ?=
 
-.PHONY: install demo test test-unit test-integration lint stack-up stack-down status validate bench bench-sim bench-queries screenshot clean
+.PHONY: help install demo test test-unit test-integration lint typecheck check stack-up stack-down status validate bench bench-sim bench-queries screenshot clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /  \1\t/' | expand -t 20
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +32,16 @@ test-unit: $(STAMP)  ## the fast pure tests only
 test-integration: $(STAMP)  ## the tests that start the real broker and PostgreSQL
 	$(BIN)/pytest tests/integration
 
-lint: $(STAMP)  ## ruff over the package and tests
-	$(BIN)/ruff check hospital_stream tests benchmarks
+lint: $(STAMP)  ## ruff (rules and format) and the import contracts
+	$(BIN)/ruff check hospital_stream tests benchmarks scripts docs
+	$(BIN)/ruff format --check hospital_stream tests benchmarks scripts docs
+	$(BIN)/lint-imports
+
+typecheck: $(STAMP)  ## mypy: strict on the core (model, schema, wire, table rules, sink), default on the rest
+	$(BIN)/mypy --strict hospital_stream/model hospital_stream/sim.py hospital_stream/schema.py hospital_stream/wire hospital_stream/stream/rules.py hospital_stream/sink
+	$(BIN)/mypy hospital_stream
+
+check: lint typecheck test  ## what CI runs: lint, type check, then the whole suite
 
 stack-up: $(STAMP)  ## start the embedded broker and PostgreSQL in the background
 	$(BIN)/hospital-stream stack up

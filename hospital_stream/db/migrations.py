@@ -63,7 +63,7 @@ def migrate(url: str, directory: Traversable = SQL_DIR) -> list[str]:
                 if migration.version in done:
                     continue
                 with conn.transaction():
-                    conn.execute(migration.path.read_text())  # type: ignore[arg-type]
+                    conn.execute(migration.path.read_text())
                     conn.execute(
                         "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
                         (migration.version, migration.name),

@@ -31,7 +31,7 @@ def ensure_logins(conn: psycopg.Connection[Any], writer_url: str, reader_url: st
     done = []
     for url, group in ((writer_url, WRITER_ROLE), (reader_url, READER_ROLE)):
         info = conninfo_to_dict(url)
-        login, password = info.get("user"), info.get("password")
+        login, password = str(info.get("user") or ""), info.get("password")
         if not login or _role_exists(conn, login):
             continue  # libpq picks the user, or the role is there already
         try:

@@ -122,7 +122,7 @@ def collection_paused() -> Iterator[None]:
 
 def make_id(day: int, seq: int, width: int = 6) -> int:
     """Natural keys: the day a record was made, then its number that day."""
-    return day * 10**width + seq
+    return int(day * 10**width + seq)
 
 
 # --- the model -----------------------------------------------------------------------------------
@@ -666,7 +666,7 @@ class Hospital:
         weekend = date.weekday() >= 5
         flu, covid = _flu_factor(date), _covid_factor(date)
         lockdown = LOCKDOWN[0] <= date <= LOCKDOWN[1]
-        arrivals = []
+        arrivals: list[tuple[int, str, str, int]] = []
         for specialty in SPECIALTIES:
             expected = self.config.daily_demand[specialty.name]
             if specialty.name in ("medicine", "paediatrics"):

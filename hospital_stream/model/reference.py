@@ -23,6 +23,7 @@ import dataclasses
 import functools
 import importlib
 from pathlib import Path
+from typing import Any
 
 DATA_DIR = Path(__file__).parent / "data"
 
@@ -53,9 +54,9 @@ class NamePool:
     last: tuple[str, ...]
 
 
-def _names(value: object) -> tuple[str, ...]:
+def _names(value: Any) -> tuple[str, ...]:
     # Faker stores a pool either as a sequence or as an ordered mapping of name -> weight.
-    return tuple(sorted(value.keys() if isinstance(value, dict) else value))  # type: ignore[union-attr]
+    return tuple(sorted(value.keys() if isinstance(value, dict) else value))
 
 
 @functools.cache

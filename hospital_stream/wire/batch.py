@@ -173,7 +173,7 @@ def encode_day(run_id: str, records: DayRecords) -> list[bytes]:
 
 
 def _encode_day(run_id: str, records: DayRecords) -> list[bytes]:
-    messages = []
+    messages: list[bytes] = []
     for table, rows in records.tables.items():
         # a day's transfers travel in one chunk: the routing agent closes each ward's day on it
         step = len(rows) or 1 if table == "transfers" else CHUNK_ROWS

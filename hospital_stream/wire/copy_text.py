@@ -19,7 +19,8 @@ def copy_field(value: Any) -> str:
     if kind is int:  # the common cases first: this runs for every field of every tuple row
         return str(value)
     if kind is str:
-        return value.translate(_COPY_ESCAPES) if _NEEDS_ESCAPE(value) else value
+        text: str = value.translate(_COPY_ESCAPES) if _NEEDS_ESCAPE(value) else value
+        return text
     if value is None:
         return "\\N"
     if isinstance(value, str):

@@ -37,7 +37,7 @@ def require(obj: dict[str, Any], name: str, kind: type) -> Any:
 
 
 def require_count(obj: dict[str, Any], name: str) -> int:
-    value = require(obj, name, int)
+    value: int = require(obj, name, int)
     if value < 0:
         raise InvalidMessage(f"field {name!r} is negative")
     if value >= 2**31:  # the columns it lands in are PostgreSQL integers
@@ -46,7 +46,7 @@ def require_count(obj: dict[str, Any], name: str) -> int:
 
 
 def require_id(obj: dict[str, Any], name: str) -> int:
-    value = require(obj, name, int)
+    value: int = require(obj, name, int)
     if not 0 < value < 2**63:
         raise InvalidMessage(f"field {name!r} is not a valid id")
     return value

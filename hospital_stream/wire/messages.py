@@ -201,7 +201,7 @@ def parse_staff_change(raw: bytes | None) -> StaffChange:
     change = require(obj, "change", str)
     if change not in STAFF_CHANGES:
         raise InvalidMessage(f"unknown staff change {change[:40]!r}")
-    texts = {}
+    texts: dict[str, Any] = {}
     for name in ("shift", "on", "role", "specialty"):
         value = obj.get(name, "")
         if not isinstance(value, str) or len(value) > 100:
