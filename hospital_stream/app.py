@@ -45,7 +45,7 @@ app = faust.App(
     web_bind=settings.web_host,
     web_port=settings.web_port,
     # web_host is the address other workers are sent to; 0.0.0.0 only makes sense to bind.
-    **({"web_host": settings.web_host} if settings.web_host != "0.0.0.0" else {}),
+    **({"web_host": settings.web_host} if settings.web_host != "0.0.0.0" else {}),  # type: ignore[arg-type]
     datadir=str(settings.home / "faust"),
-    **_broker_settings(settings),
+    **_broker_settings(settings),  # type: ignore[arg-type]
 )

@@ -14,7 +14,7 @@ wards are the cancelled event's, swapped, so it moves the patient back like any 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from hospital_stream.model import HospitalState
@@ -168,7 +168,7 @@ def apply_staff_change(member: StaffValue | None, change: StaffChange) -> StaffV
     return value
 
 
-def is_assigned(member: StaffValue) -> bool:
+def is_assigned(member: Mapping[str, Any]) -> bool:
     return member["ward_id"] is not None and member["ends_on"] is None and member["retired_on"] is None
 
 

@@ -288,6 +288,8 @@ class _Context:
         column = TIME_COLUMNS.get(table)
         if column is None:
             return sql.SQL("TRUE")
+        low: int | dt.date | None
+        high: int | dt.date | None
         if column == "sim_day":
             low, high = self.dates.sim_days(self.start_date)
         elif column in DATE_COLUMNS:
@@ -319,7 +321,7 @@ def _atomic_file(path: Path, mode: str) -> Iterator[IO[Any]]:
     """Write ``path`` under a temporary name, renamed into place only when complete."""
     partial = path.with_name(path.name + ".part")
     try:
-        with partial.open(mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as handle:
+        with partial.open(mode, encoding=None if "b" in mode else "utf-8") as handle:
             yield handle
         os.replace(partial, path)
     except OSError as exc:
@@ -917,8 +919,10 @@ def vital_observations(row: dict[str, Any]) -> list[dict[str, Any]]:
             ("diastolic_bp", "8462-4", "Diastolic blood pressure"),
         )
     ]
-    panel = {"coding": [_coding(LOINC, "85354-9", "Blood pressure panel with all children optional")]}
-    panel["text"] = "Blood pressure"
+    panel: dict[str, Any] = {
+        "coding": [_coding(LOINC, "85354-9", "Blood pressure panel with all children optional")],
+        "text": "Blood pressure",
+    }
     found.append(_observation(f"vs-{ident}-bp", "vital-signs", row, panel, component=components))
     return found
 

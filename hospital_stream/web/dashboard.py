@@ -399,7 +399,7 @@ class Dashboard(Service):
                     await pool.close()
                     reasons.append(f"{user}: {_first_line(exc)}")
                     continue
-                self.pool, self.login = pool, user
+                self.pool, self.login = pool, str(user)
                 logger.info("dashboard reads PostgreSQL as %s", self.login)
                 return pool
             self._failed_at, self._failure = time.monotonic(), "; ".join(reasons)
@@ -668,7 +668,9 @@ async def _consumer_partitions() -> list[dict[str, Any]]:
         assigned = [tp for tp in consumer.assignment() if tp.topic.startswith(prefix)]
     except ConsumerNotStarted:
         return []
-    highwater, committed, position = {}, {}, {}
+    highwater: dict[tuple[str, int], int | None] = {}
+    committed: dict[tuple[str, int], int | None] = {}
+    position: dict[tuple[str, int], int | None] = {}
     for tp in assigned:
         key = (tp.topic, tp.partition)
         try:
