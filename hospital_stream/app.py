@@ -12,9 +12,9 @@ settings = Settings.from_env()
 def _broker_settings(settings: Settings) -> dict[str, object]:
     """Settings that keep the embedded Tansu broker out of its known defects.
 
-    See docs in the README: a short session timeout (Tansu holds JoinGroup for half of it),
-    one message per producer batch (its ListOffsets would make table recovery stop early),
-    and no standby replicas.
+    See docs/architecture.md, the embedded broker: a short session timeout (Tansu holds
+    JoinGroup for half of it), one message per producer batch (its ListOffsets would make table
+    recovery stop early), and no standby replicas.
     """
     if not settings.embedded:
         return {"broker_session_timeout": 30.0}

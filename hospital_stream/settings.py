@@ -314,7 +314,7 @@ class Settings:
 
 
 def documented_settings() -> list[tuple[str, str, str]]:
-    """(variable, default, description) for every setting, for the README and --help."""
+    """(variable, default, description) for every setting: docs/gen_settings.py and --help."""
     return [
         (f.metadata["env"], f.metadata["default"], f.metadata["doc"]) for f in dataclasses.fields(Settings)
     ]

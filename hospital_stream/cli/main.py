@@ -797,7 +797,7 @@ def export(
     """Export tables as CSV or Parquet files, or as FHIR R4 NDJSON, streamed in bounded memory.
 
     --from/--to keep the rows whose time column (admitted_at, charted_at, ...) falls on those
-    days; see the README's export section for what each table and resource type uses.
+    days; see docs/exports.md for what each table and resource type uses.
     """
     from hospital_stream.tools import export as exports
 
@@ -814,7 +814,3 @@ def export(
         f"exported {len(plan.names)} {names} to {plan.out_dir}: {rows:,} {items},"
         f" {size / 1e6:,.1f} MB in {time.monotonic() - started:.1f} s"
     )
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
