@@ -2,4 +2,6 @@
 
 from hospital_stream.cli.main import main
 
-main()
+# Faust's autodiscovery imports every module of the package: run only as a program.
+if __name__ == "__main__":
+    main()
