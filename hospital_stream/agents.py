@@ -23,7 +23,7 @@ import os
 import socket
 import sys
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 import faust
 from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
@@ -310,7 +310,7 @@ async def watch_for_broker_loss() -> None:
     )
 
 
-def exit_now(code: int, reason: str) -> None:
+def exit_now(code: int, reason: str) -> NoReturn:
     """Log ``reason`` and end the process at once, without a shutdown: nothing unacknowledged
     is committed (it is read again), and a worker whose broker or database is gone could hang
     in an orderly shutdown."""

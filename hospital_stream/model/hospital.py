@@ -73,6 +73,8 @@ from hospital_stream.model.state import (
 )
 from hospital_stream.schema import DAY_ZERO_TABLES, TABLE_ORDER, TABLES
 
+TRANSFERS = TABLES["transfers"]
+
 # --- output --------------------------------------------------------------------------------------
 
 
@@ -893,16 +895,17 @@ class Hospital:
 
     def _select_streamed(self, transfers: list[tuple[Any, ...]], day: int) -> list[list[tuple[Any, ...]]]:
         """Three transfers from each fifth of the day, spread evenly, in event-time order."""
-        ordered = sorted(transfers, key=lambda row: (row[6], row[0]))
+        at, ident = TRANSFERS.position("transferred_at"), TRANSFERS.position("transfer_id")
+        ordered = sorted(transfers, key=lambda row: (row[at], row[ident]))
         slots: list[list[tuple[Any, ...]]] = [[] for _ in range(STREAM_SLOTS_PER_DAY)]
         # the model's timestamps share one format and offset: as strings they sort by time
         slot_minutes = MINUTES_PER_DAY // STREAM_SLOTS_PER_DAY
         day_start = ts(day * MINUTES_PER_DAY, self.config.start_date)
         bounds = [ts(day * MINUTES_PER_DAY + k * slot_minutes, self.config.start_date) for k in range(1, 5)]
         for row in ordered:
-            if row[6] < day_start:
+            if row[at] < day_start:
                 continue  # day 0's records of stays that began before the start are not live
-            slots[bisect.bisect_right(bounds, row[6])].append(row)
+            slots[bisect.bisect_right(bounds, row[at])].append(row)
         chosen = []
         for rows in slots:
             if len(rows) <= TRANSFERS_PER_SLOT:

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from hospital_stream.model import HospitalState
+from hospital_stream.schema import TABLES
 from hospital_stream.wire.messages import OccupancyChange, StaffChange
 
 WardValue = dict[str, Any]
@@ -89,6 +90,11 @@ def ward_view(ward: WardValue, name: str = "", specialty: str = "") -> dict[str,
     }
 
 
+_TRANSFERS = TABLES["transfers"]
+_ID, _ADMISSION, _PATIENT = (_TRANSFERS.position(c) for c in ("transfer_id", "admission_id", "patient_id"))
+_FROM, _TO, _AT = (_TRANSFERS.position(c) for c in ("from_ward_id", "to_ward_id", "transferred_at"))
+
+
 def occupancy_changes_for_day(
     day: int, ward_ids: Iterable[int], transfer_rows: Sequence[Sequence[Any]]
 ) -> list[OccupancyChange]:
@@ -97,13 +103,13 @@ def occupancy_changes_for_day(
     Every ward gets one, moves or not, so every ward closes every day.
     """
     moves: dict[int, list[list[int]]] = {ward_id: [] for ward_id in ward_ids}
-    ordered = sorted(transfer_rows, key=lambda row: (str(row[6]), int(row[0])))
+    ordered = sorted(transfer_rows, key=lambda row: (str(row[_AT]), int(row[_ID])))
     for row in ordered:
-        admission_id, patient_id = int(row[1]), int(row[2])
-        if row[4] is not None:
-            moves.setdefault(int(row[4]), []).append([admission_id, patient_id, -1])
-        if row[5] is not None:
-            moves.setdefault(int(row[5]), []).append([admission_id, patient_id, 1])
+        admission_id, patient_id = int(row[_ADMISSION]), int(row[_PATIENT])
+        if row[_FROM] is not None:
+            moves.setdefault(int(row[_FROM]), []).append([admission_id, patient_id, -1])
+        if row[_TO] is not None:
+            moves.setdefault(int(row[_TO]), []).append([admission_id, patient_id, 1])
     return [OccupancyChange(ward_id=w, day=day, source="batch", moves=m) for w, m in sorted(moves.items())]
 
 

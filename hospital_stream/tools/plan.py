@@ -18,29 +18,12 @@ import time
 from pathlib import Path
 
 from hospital_stream import sim
-from hospital_stream.schema import TABLES
+from hospital_stream.schema import LEDGER_BYTES_PER_ROW, STORED_TABLES, TABLES
 
 SAMPLE_DAYS = 14
-#: pg_total_relation_size / rows after a 40-day default run (PostgreSQL 15, 8 kB pages)
-BYTES_PER_ROW = {
-    "icd10_codes": 345,
-    "lab_tests": 697,
-    "medicines": 280,
-    "procedure_codes": 669,
-    "wards": 1586,
-    "patients": 180.5,
-    "staff": 151,
-    "staff_assignments": 172.5,
-    "bed_requests": 125,
-    "admissions": 245,  # discharges update every row once
-    "transfers": 158.6,
-    "diagnoses": 95,
-    "lab_results": 116.8,
-    "vital_signs": 126.2,
-    "prescriptions": 161.1,
-    "procedures": 112.1,
-    "ward_census": 105.7,
-    "ingested_chunks": 158.6,
+#: bytes a stored row takes on disk, per table (the registry's figures) and the chunk ledger's
+BYTES_PER_ROW = {name: table.bytes_per_row for name, table in STORED_TABLES.items()} | {
+    "ingested_chunks": LEDGER_BYTES_PER_ROW
 }
 #: a table's first pages and index roots, whatever its rows
 TABLE_OVERHEAD_BYTES = 32_768

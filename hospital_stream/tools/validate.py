@@ -18,9 +18,10 @@ from typing import Any
 import psycopg
 
 from hospital_stream import db, schema
+from hospital_stream.model import calendar
 
 SAMPLE = 5
-TZ = "Africa/Johannesburg"
+TZ = calendar.TIME_ZONE_NAME
 #: days a check judges per query: 30 simulated days (about 1.1 M clinical records). Most of a
 #: query's time is fixed (the admissions' hash, the plan), so on the full 5 GB run a 7-day
 #: window took 64.6 s for days 120..239 and a 30-day one 19.1 s, its slowest query 1.42 s and
@@ -53,12 +54,10 @@ class Outcome:
 
 #: the window's days
 WINDOW = "sim_day BETWEEN %(first)s AND %(last)s"
-#: the reference tables, stored once on day 0
-REFERENCE_TABLES = ("icd10_codes", "lab_tests", "medicines", "procedure_codes")
 #: the tables whose rows carry the day that stored them (a transfer counts once, in its batch)
-DAY_TABLES = tuple(t for t in schema.DATA_TABLES if t not in (*REFERENCE_TABLES, "ward_census"))
+DAY_TABLES = tuple(t for t in schema.DATA_TABLES if t not in (*schema.REFERENCE_TABLES, "ward_census"))
 _ROW_COUNTS = "\n UNION ALL ".join(
-    [f"SELECT '{t}', 0, count(*) FROM {t} WHERE %(first)s = 0" for t in REFERENCE_TABLES]
+    [f"SELECT '{t}', 0, count(*) FROM {t} WHERE %(first)s = 0" for t in schema.REFERENCE_TABLES]
     + [
         f"SELECT '{t}', sim_day, count(*) FROM {t}"
         f" WHERE {'seen_in_batch AND ' if t == 'transfers' else ''}{WINDOW} GROUP BY sim_day"
@@ -192,13 +191,13 @@ CHECKS = (
                    JOIN sim_days d ON d.sim_date = a.ends_on + 1
                    WHERE d.sim_day BETWEEN %(first)s AND %(last)s GROUP BY d.sim_day
                UNION ALL SELECT 'admission_discharges', d.sim_day, count(*) FROM admissions a
-                   JOIN sim_days d ON d.sim_date = (a.discharged_at AT TIME ZONE 'Africa/Johannesburg')::date
+                   JOIN sim_days d ON d.sim_date = (a.discharged_at AT TIME ZONE %(tz)s)::date
                    WHERE d.sim_day BETWEEN %(first)s AND %(last)s
                      -- the window's local days, as a range the index on discharged_at answers
                      AND a.discharged_at >= (SELECT sim_date FROM sim_days WHERE sim_day = %(first)s)
-                                            ::timestamp AT TIME ZONE 'Africa/Johannesburg'
+                                            ::timestamp AT TIME ZONE %(tz)s
                      AND a.discharged_at < (SELECT sim_date + 1 FROM sim_days WHERE sim_day = %(last)s)
-                                           ::timestamp AT TIME ZONE 'Africa/Johannesburg'
+                                           ::timestamp AT TIME ZONE %(tz)s
                    GROUP BY d.sim_day)
            SELECT e.sim_day, e.table_name, e.rows AS expected, coalesce(a.n, 0) AS stored
            FROM expected e LEFT JOIN actual a ON a.t = e.table_name AND a.sim_day = e.sim_day
@@ -308,7 +307,8 @@ def run_checks(
                 f" SELECT count(*) OVER (), * FROM v LIMIT {SAMPLE}"
             )
             t0 = time.perf_counter()
-            rows = conn.execute(query, {"first": lo, "last": hi, "day": complete}).fetchall()  # type: ignore[arg-type]
+            params = {"first": lo, "last": hi, "day": complete, "tz": TZ}
+            rows = conn.execute(query, params).fetchall()  # type: ignore[arg-type]
             seconds = time.perf_counter() - t0
             outcome.seconds += seconds
             outcome.slowest_seconds = max(outcome.slowest_seconds, seconds)

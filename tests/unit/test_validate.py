@@ -31,4 +31,4 @@ def test_no_window_when_no_day_is_complete():
 def test_every_check_reads_only_its_window(check):
     """Each query names both ends of its window (and at most the last complete day besides), so
     it reads a bounded range of days however long the history."""
-    assert set(re.findall(r"%\((\w+)\)s", check.query)) - {"day"} == {"first", "last"}
+    assert set(re.findall(r"%\((\w+)\)s", check.query)) - {"day", "tz"} == {"first", "last"}
