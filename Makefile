@@ -37,8 +37,8 @@ lint: $(STAMP)  ## ruff (rules and format) and the import contracts
 	$(BIN)/ruff format --check hospital_stream tests benchmarks scripts docs
 	$(BIN)/lint-imports
 
-typecheck: $(STAMP)  ## mypy: strict on the core (model, schema, wire, table rules, sink), default on the rest
-	$(BIN)/mypy --strict hospital_stream/model hospital_stream/sim.py hospital_stream/schema.py hospital_stream/wire hospital_stream/stream/rules.py hospital_stream/sink
+typecheck: $(STAMP)  ## mypy: strict on the core (model, schema, wire, table rules, sink, dashboard panels), default on the rest
+	$(BIN)/mypy --strict hospital_stream/model hospital_stream/sim.py hospital_stream/schema.py hospital_stream/wire hospital_stream/stream/rules.py hospital_stream/sink hospital_stream/web/panels.py hospital_stream/web/page.py
 	$(BIN)/mypy hospital_stream
 
 check: lint typecheck test  ## what CI runs: lint, type check, then the whole suite

@@ -30,7 +30,12 @@ app = faust.App(
     settings.app_id,
     broker=settings.kafka_url,
     store="memory://",
-    autodiscover=["hospital_stream.agents", "hospital_stream.web.views", "hospital_stream.web.dashboard"],
+    autodiscover=[
+        "hospital_stream.agents",
+        "hospital_stream.web.views",
+        "hospital_stream.web.dashboard",
+        "hospital_stream.web.dashboard_views",
+    ],
     origin="hospital_stream",
     topic_partitions=settings.topic_partitions,
     topic_replication_factor=1,

@@ -29,7 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from hospital_stream import db, sim
 from hospital_stream.model import calendar
 from hospital_stream.settings import Settings
-from hospital_stream.web.dashboard import minimum_staffing
+from hospital_stream.web.panels import minimum_staffing
 
 from .test_pipeline import BIN, _produce, cli, hospital_env
 

@@ -30,6 +30,7 @@ from hospital_stream import db
 from hospital_stream.devstack import stack
 from hospital_stream.settings import Settings
 from hospital_stream.tools import export
+from hospital_stream.tools.export import tabular
 
 from .conftest import _stack_settings, _traversable_tempdir, free_port
 from .test_pipeline import cli
@@ -293,7 +294,7 @@ def test_parquet_rows_equal_the_database_rows(hospital, parquet_dir, table):
 
 def test_parquet_streams_a_big_table_in_many_row_groups(hospital, tmp_path, monkeypatch):
     """In-process, with 64 KB blocks: patients (20,000 rows) arrive in many row groups."""
-    monkeypatch.setattr(export, "COPY_BLOCK_BYTES", 64 << 10)
+    monkeypatch.setattr(tabular, "COPY_BLOCK_BYTES", 64 << 10)
     plan = export.plan("parquet", tmp_path, ("patients",), None, None)
     seen: list[int] = []
 

@@ -13,9 +13,9 @@ from hospital_stream import sim
 from hospital_stream.metrics import CONTENT_TYPE, Metrics
 from hospital_stream.model import Ward, calendar
 from hospital_stream.stream import rules
-from hospital_stream.web import dashboard as d
+from hospital_stream.web import page, panels
 
-STATIC = Path(d.__file__).parent / "static"
+STATIC = Path(page.__file__).parent / "static"
 
 
 @pytest.mark.parametrize(
@@ -35,28 +35,28 @@ STATIC = Path(d.__file__).parent / "static"
     ],
 )
 def test_pressure_colours_follow_the_thresholds(occupied, beds, colour):
-    assert d.pressure(occupied, beds) == colour
+    assert panels.pressure(occupied, beds) == colour
 
 
 def test_occupancy_percent_is_rounded_to_a_tenth():
-    assert d.occupancy_pct(73, 101) == 72.3
-    assert d.occupancy_pct(0, 0) == 0.0
+    assert panels.occupancy_pct(73, 101) == 72.3
+    assert panels.occupancy_pct(0, 0) == 0.0
 
 
 def test_minimum_staffing_is_the_simulators_ratio_rounded_down_and_at_least_one():
-    assert d.minimum_staffing(40) == {"doctor": 8, "nurse": 42}  # 8.8 and 42.0
-    assert d.minimum_staffing(4) == {"doctor": 1, "nurse": 4}  # 0.88 -> at least one doctor
+    assert panels.minimum_staffing(40) == {"doctor": 8, "nurse": 42}  # 8.8 and 42.0
+    assert panels.minimum_staffing(4) == {"doctor": 1, "nurse": 4}  # 0.88 -> at least one doctor
     # The simulator hires round(beds * ratio) (at least 1) per ward and keeps that number through
     # retirements and rotations, so a ward it staffed is never below the minimum.
     for ward in sim.HospitalConfig().wards:
-        for role, minimum in d.minimum_staffing(ward.beds).items():
+        for role, minimum in panels.minimum_staffing(ward.beds).items():
             assert max(1, round(ward.beds * sim.STAFF_PER_BED[role])) >= minimum
 
 
 def test_staffing_gaps_name_only_the_roles_that_are_short():
-    assert d.staffing_gaps(40, {"doctor": 7, "nurse": 42, "support": 1}) == {"doctor": 1}
-    assert d.staffing_gaps(40, {"doctor": 9, "nurse": 50}) == {}
-    assert d.staffing_gaps(4, {}) == {"doctor": 1, "nurse": 4}
+    assert panels.staffing_gaps(40, {"doctor": 7, "nurse": 42, "support": 1}) == {"doctor": 1}
+    assert panels.staffing_gaps(40, {"doctor": 9, "nurse": 50}) == {}
+    assert panels.staffing_gaps(4, {}) == {"doctor": 1, "nurse": 4}
 
 
 def _member(staff_id, role, ward_id, specialty="medicine", ends_on=None, retired_on=None):
@@ -87,7 +87,7 @@ def test_staff_board_counts_current_assignments_and_lists_wards_below_minimum():
         _member(14, "support", 2, specialty="porter"),
         _member(15, "nurse", None),  # hired, not yet assigned
     ]
-    board = d.staff_board(members, wards)
+    board = panels.staff_board(members, wards)
     med, icu = board["wards"]
     assert med["roles"] == {"doctor": 1, "nurse": 4, "allied": 0, "support": 0} and med["short"] == {}
     assert icu["roles"] == {"doctor": 1, "nurse": 0, "allied": 0, "support": 1}
@@ -106,22 +106,22 @@ def test_staff_board_counts_current_assignments_and_lists_wards_below_minimum():
 
 
 def test_retirement_day_matches_the_simulator_including_29_february():
-    assert d.turns_65_on(dt.date(1955, 6, 15)) == dt.date(2020, 6, 15)
-    assert d.turns_65_on(dt.date(1956, 2, 29)) == dt.date(2021, 3, 1)
+    assert panels.turns_65_on(dt.date(1955, 6, 15)) == dt.date(2020, 6, 15)
+    assert panels.turns_65_on(dt.date(1956, 2, 29)) == dt.date(2021, 3, 1)
     day = dt.date(1952, 1, 1)
     while day < dt.date(1960, 1, 1):
-        assert d.turns_65_on(day) == calendar.birthday(day, sim.RETIREMENT_AGE)
+        assert panels.turns_65_on(day) == calendar.birthday(day, sim.RETIREMENT_AGE)
         day += dt.timedelta(days=1)
 
 
 def test_retirement_window_is_the_next_90_days_after_today():
     today = dt.date(2020, 3, 10)
     born = lambda offset: dt.date(1955, 3, 10) + dt.timedelta(days=offset)  # noqa: E731
-    assert not d.retires_within(born(0), today, 90)  # retired today: no longer upcoming
-    assert d.retires_within(born(1), today, 90)
-    assert d.retires_within(born(90), today, 90)
-    assert not d.retires_within(born(91), today, 90)
-    assert not d.retires_within(born(-30), today, 90)
+    assert not panels.retires_within(born(0), today, 90)  # retired today: no longer upcoming
+    assert panels.retires_within(born(1), today, 90)
+    assert panels.retires_within(born(90), today, 90)
+    assert not panels.retires_within(born(91), today, 90)
+    assert not panels.retires_within(born(-30), today, 90)
 
 
 @pytest.mark.parametrize(
@@ -135,11 +135,11 @@ def test_retirement_window_is_the_next_90_days_after_today():
     ],
 )
 def test_the_birth_date_range_holds_everyone_in_the_window(today):
-    lo, hi = d.retirement_birth_range(today, 90)
+    lo, hi = panels.retirement_birth_range(today, 90)
     day = dt.date(today.year - 66, 1, 1)
     inside = []
     while day < dt.date(today.year - 64, 12, 31):
-        if d.retires_within(day, today, 90):
+        if panels.retires_within(day, today, 90):
             inside.append(day)
             assert lo <= day <= hi, day
         day += dt.timedelta(days=1)
@@ -161,7 +161,7 @@ def test_replacements_pair_each_retirement_with_its_own_hire():
         {"staff_id": 92, "role": "doctor", "specialty": "surgery", "ward_id": 6, "on": on},  # another ward
         {"staff_id": 93, "role": "nurse", "specialty": "icu", "ward_id": 2, "on": dt.date(2020, 5, 1)},
     ]
-    pairs = d.pair_replacements(retired, hired)
+    pairs = panels.pair_replacements(retired, hired)
     assert [(p["staff_id"], p["replacement_staff_id"]) for p in pairs] == [
         (3, None),
         (2, 91),
@@ -171,16 +171,16 @@ def test_replacements_pair_each_retirement_with_its_own_hire():
 
 
 def test_rates_and_eta():
-    assert d.rate_per_second([]) is None
-    assert d.rate_per_second([(0.0, 5.0)]) is None
-    assert d.rate_per_second([(0.0, 5.0), (0.5, 9.0)]) is None  # under a second apart
-    assert d.rate_per_second([(10.0, 100.0), (12.0, 150.0), (20.0, 600.0)]) == 50.0
-    assert d.rate_per_second([(0.0, 10.0), (5.0, 4.0)]) == 0.0  # a count that fell (a reset)
-    assert d.eta_seconds(9, 10, None) == 0.0  # day 9 of a run that ends before day 10: done
-    assert d.eta_seconds(4, 10, 0.5) == 10.0  # days 5..9 at half a day a second
-    assert d.eta_seconds(-1, 864, 2.0) == 432.0
-    assert d.eta_seconds(4, 10, None) is None
-    assert d.eta_seconds(4, 10, 0.0) is None
+    assert panels.rate_per_second([]) is None
+    assert panels.rate_per_second([(0.0, 5.0)]) is None
+    assert panels.rate_per_second([(0.0, 5.0), (0.5, 9.0)]) is None  # under a second apart
+    assert panels.rate_per_second([(10.0, 100.0), (12.0, 150.0), (20.0, 600.0)]) == 50.0
+    assert panels.rate_per_second([(0.0, 10.0), (5.0, 4.0)]) == 0.0  # a count that fell (a reset)
+    assert panels.eta_seconds(9, 10, None) == 0.0  # day 9 of a run that ends before day 10: done
+    assert panels.eta_seconds(4, 10, 0.5) == 10.0  # days 5..9 at half a day a second
+    assert panels.eta_seconds(-1, 864, 2.0) == 432.0
+    assert panels.eta_seconds(4, 10, None) is None
+    assert panels.eta_seconds(4, 10, 0.0) is None
 
 
 def _ward_value(ward_id, beds, patients, live=()):
@@ -197,7 +197,7 @@ def test_ward_board_totals_and_waiting_arrivals():
         Ward(2, "ICU", "Intensive Care Unit", "icu", 4),
     ]
     values = {1: _ward_value(1, 3, [1, 2, 3], live=[(100, 4, 1), (101, 5, 1)])}  # full: two wait
-    board = d.ward_board(values, wards, {1: {"admitted": 2, "diverted": 3}})
+    board = panels.ward_board(values, wards, {1: {"admitted": 2, "diverted": 3}})
     med, icu = board["wards"]
     assert (med["occupied"], med["waiting_for_bed"], med["pressure"], med["code"]) == (3, 2, "red", "MED-01")
     assert med["requests"] == {"admitted": 2, "diverted": 3, "postponed": 0}
@@ -215,13 +215,13 @@ def test_ward_board_totals_and_waiting_arrivals():
         "diverted": 3,
         "postponed": 0,
     }
-    unknown = d.ward_board(values, wards, None)
+    unknown = panels.ward_board(values, wards, None)
     assert unknown["totals"]["diverted"] is None and unknown["wards"][0]["requests"] is None
 
 
 def test_reconciliation_flags_days_whose_stream_and_batch_disagree():
     rows = [(5, 3, 300, 3, 3, 0, 0), (6, 3, 310, 3, 2, 1, 0), (7, 2, 280, 2, 2, 0, 0)]
-    days = d.reconcile(rows, {7: 1}, dt.date(2020, 1, 1))
+    days = panels.reconcile(rows, {7: 1}, dt.date(2020, 1, 1))
     assert [(x["sim_day"], x["sim_date"], x["ok"]) for x in days] == [
         (7, "2020-01-08", False),  # one streamed transfer the batch never held
         (6, "2020-01-07", False),  # one streamed copy differed from the batch
@@ -232,7 +232,7 @@ def test_reconciliation_flags_days_whose_stream_and_batch_disagree():
 
 def test_consumer_lag_per_partition():
     tps = [("h.records.batch", 0), ("h.census.daily", 0), ("h.deadletter", 0)]
-    lag = d.consumer_lag(
+    lag = panels.consumer_lag(
         tps,
         highwater={tps[0]: 120, tps[1]: 40, tps[2]: None},
         committed={tps[0]: 100, tps[1]: None, tps[2]: None},
@@ -303,5 +303,5 @@ def test_the_page_loads_nothing_from_elsewhere_and_never_writes_html():
             ):
                 assert sink not in text, sink
     for name in [*(s.rsplit("/", 1)[1] for s in scripts + styles)]:
-        assert d.STATIC_NAME.match(name) and (STATIC / name).is_file()
-    assert "script-src 'self'" in d.PAGE_HEADERS["Content-Security-Policy"]
+        assert page.STATIC_NAME.match(name) and (STATIC / name).is_file()
+    assert "script-src 'self'" in page.PAGE_HEADERS["Content-Security-Policy"]

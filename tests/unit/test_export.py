@@ -14,6 +14,7 @@ from fhir.resources.R4B import get_fhir_model_class
 
 from hospital_stream.errors import ConfigError
 from hospital_stream.tools import export
+from hospital_stream.tools.export import context, fhir, tabular
 
 SAST = dt.timezone(dt.timedelta(hours=2))
 
@@ -130,8 +131,8 @@ def test_plan_validates_every_option_before_anything_connects(tmp_path):
 
 
 def where(table: str, first: dt.date | None, last: dt.date | None) -> str:
-    context = export._Context(None, export.DateRange(first, last), dt.date(2020, 1, 1))  # type: ignore[arg-type]
-    return context.where(table).as_string(None)
+    snapshot = context._Context(None, export.DateRange(first, last), dt.date(2020, 1, 1))  # type: ignore[arg-type]
+    return snapshot.where(table).as_string(None)
 
 
 def test_each_table_is_filtered_on_its_own_time_column():
@@ -157,41 +158,41 @@ def test_patients_in_a_range_are_the_ones_its_rows_refer_to():
     assert text.startswith(
         '"x".patient_id IN (SELECT s.patient_id FROM "bed_requests" s WHERE "s"."requested_at"'
     )
-    for table in (*export.PATIENT_SOURCES, *export.ADMISSION_SOURCES):
+    for table in (*context.PATIENT_SOURCES, *context.ADMISSION_SOURCES):
         assert f'FROM "{table}" s' in text
-    assert text.count(" UNION ") == len(export.PATIENT_SOURCES) + len(export.ADMISSION_SOURCES) - 1
+    assert text.count(" UNION ") == len(context.PATIENT_SOURCES) + len(context.ADMISSION_SOURCES) - 1
     assert 'JOIN admissions a USING (admission_id) WHERE "s"."sim_day" >= 2' in text
 
 
 # --- Parquet ---------------------------------------------------------------------------------
 
 
-def column(type_name: str, typmod: int = -1) -> export._Column:
-    return export._Column("c", type_name, type_name, typmod)
+def column(type_name: str, typmod: int = -1) -> context._Column:
+    return context._Column("c", type_name, type_name, typmod)
 
 
 def test_postgres_types_map_to_the_intended_arrow_types():
     import pyarrow as pa
 
-    assert export.arrow_type(column("bigint")) == pa.int64()
-    assert export.arrow_type(column("integer")) == pa.int32()
-    assert export.arrow_type(column("smallint")) == pa.int16()
-    assert export.arrow_type(column("double precision")) == pa.float64()
-    assert export.arrow_type(column("boolean")) == pa.bool_()
-    assert export.arrow_type(column("date")) == pa.date32()
-    assert export.arrow_type(column("timestamp with time zone")) == pa.timestamp("us", tz="UTC")
-    assert export.arrow_type(column("numeric", ((3 << 16) | 1) + 4)) == pa.decimal128(3, 1)
-    assert export.arrow_type(column("numeric")) == pa.float64()
+    assert tabular.arrow_type(column("bigint")) == pa.int64()
+    assert tabular.arrow_type(column("integer")) == pa.int32()
+    assert tabular.arrow_type(column("smallint")) == pa.int16()
+    assert tabular.arrow_type(column("double precision")) == pa.float64()
+    assert tabular.arrow_type(column("boolean")) == pa.bool_()
+    assert tabular.arrow_type(column("date")) == pa.date32()
+    assert tabular.arrow_type(column("timestamp with time zone")) == pa.timestamp("us", tz="UTC")
+    assert tabular.arrow_type(column("numeric", ((3 << 16) | 1) + 4)) == pa.decimal128(3, 1)
+    assert tabular.arrow_type(column("numeric")) == pa.float64()
     for name in ("text", "character", "jsonb", "bytea"):
-        assert export.arrow_type(column(name)) == pa.string()
+        assert tabular.arrow_type(column(name)) == pa.string()
 
 
 def test_the_copy_stream_reads_blocks_in_any_size_of_piece():
-    stream = export._CopyStream(iter([b"ab", memoryview(b""), b"cde", b"f"]))
+    stream = tabular._CopyStream(iter([b"ab", memoryview(b""), b"cde", b"f"]))
     assert not stream.at_end()
     reader = io.BufferedReader(stream, buffer_size=4)
     assert reader.read(3) == b"abc" and reader.read() == b"def" and stream.at_end()
-    assert export._CopyStream(iter([b""])).at_end()
+    assert tabular._CopyStream(iter([b""])).at_end()
 
 
 # --- progress --------------------------------------------------------------------------------
@@ -250,9 +251,9 @@ ADMISSION_ROW = {
 
 
 def test_patient_has_the_sa_id_name_gender_birth_date_and_address():
-    resource = valid(export.patient(PATIENT_ROW))
+    resource = valid(fhir.patient(PATIENT_ROW))
     national = resource["identifier"][0]
-    assert national["system"] == export.SA_ID_SYSTEM and national["value"] == "9605219723084"
+    assert national["system"] == fhir.SA_ID_SYSTEM and national["value"] == "9605219723084"
     assert national["type"]["coding"][0]["code"] == "NI"
     assert resource["name"] == [{"use": "official", "family": "Ndlovu", "given": ["S'fiso"]}]
     assert resource["gender"] == "male" and resource["birthDate"] == "1996-05-21"
@@ -265,12 +266,12 @@ def test_patient_has_the_sa_id_name_gender_birth_date_and_address():
         "country": "ZA",
     }
     assert "deceasedDateTime" not in resource
-    dead = valid(export.patient({**PATIENT_ROW, "sex": "F", "died_at": at(9, 11)}))
+    dead = valid(fhir.patient({**PATIENT_ROW, "sex": "F", "died_at": at(9, 11)}))
     assert dead["gender"] == "female" and dead["deceasedDateTime"] == "2020-01-09T11:00:00+02:00"
 
 
 def test_encounter_has_class_period_disposition_diagnoses_and_ward_history():
-    resource = valid(export.encounter(ADMISSION_ROW))
+    resource = valid(fhir.encounter(ADMISSION_ROW))
     assert resource["id"] == "3000001" and resource["status"] == "finished"
     assert resource["class"]["code"] == "EMER"
     assert resource["class"]["system"] == "http://terminology.hl7.org/CodeSystem/v3-ActCode"
@@ -307,7 +308,7 @@ def test_encounter_has_class_period_disposition_diagnoses_and_ward_history():
     ],
 )
 def test_encounter_class_follows_the_admission_type(admission_type, expected):
-    resource = valid(export.encounter({**ADMISSION_ROW, "admission_type": admission_type}))
+    resource = valid(fhir.encounter({**ADMISSION_ROW, "admission_type": admission_type}))
     assert resource["class"]["code"] == expected
 
 
@@ -322,7 +323,7 @@ def test_an_open_stay_is_in_progress_with_its_current_ward_active():
         "move_times": [at(4, 8, 30), at(4, 14)],
         "diagnosis_seqs": None,
     }
-    resource = valid(export.encounter(row))
+    resource = valid(fhir.encounter(row))
     assert resource["status"] == "in-progress" and "end" not in resource["period"]
     assert "dischargeDisposition" not in resource["hospitalization"] and "diagnosis" not in resource
     assert resource["location"][-1] == {
@@ -330,7 +331,7 @@ def test_an_open_stay_is_in_progress_with_its_current_ward_active():
         "status": "active",
         "period": {"start": "2020-01-04T14:00:00+02:00"},
     }
-    no_moves = valid(export.encounter({**row, "move_types": None, "move_wards": None, "move_times": None}))
+    no_moves = valid(fhir.encounter({**row, "move_types": None, "move_wards": None, "move_times": None}))
     assert no_moves["location"] == [
         {
             "location": {"reference": "Location/1"},
@@ -348,7 +349,7 @@ def test_cancelled_events_leave_the_corrected_ward_history():
         "move_wards": [1, 7, 1, 3, None, 3],
         "move_times": [at(4, 8, 30), at(4, 12), at(4, 13), at(4, 14), at(8, 10), at(8, 11)],
     }
-    resource = valid(export.encounter(row))
+    resource = valid(fhir.encounter(row))
     assert [(s["location"]["reference"], s["period"]) for s in resource["location"]] == [
         ("Location/1", {"start": "2020-01-04T08:30:00+02:00", "end": "2020-01-04T14:00:00+02:00"}),
         ("Location/3", {"start": "2020-01-04T14:00:00+02:00", "end": "2020-01-09T11:00:00+02:00"}),
@@ -367,7 +368,7 @@ def test_a_cancelled_admission_is_an_encounter_entered_in_error():
         "move_times": [at(4, 8, 30), at(4, 9)],
         "diagnosis_seqs": None,
     }
-    resource = valid(export.encounter(row))
+    resource = valid(fhir.encounter(row))
     assert resource["status"] == "entered-in-error" and "location" not in resource
 
 
@@ -380,9 +381,9 @@ def test_location_is_a_ward_with_its_beds():
         "beds": 40,
         "sim_day": 0,
     }
-    resource = valid(export.location(row))
+    resource = valid(fhir.location(row))
     assert resource["physicalType"]["coding"][0]["code"] == "wa"
-    assert resource["extension"] == [{"url": export.STAFFED_BEDS_EXTENSION, "valueInteger": 40}]
+    assert resource["extension"] == [{"url": fhir.STAFFED_BEDS_EXTENSION, "valueInteger": 40}]
     assert "40 staffed beds" in resource["description"]
 
 
@@ -398,7 +399,7 @@ def test_practitioner_and_role_with_period_ward_and_specialty():
         "retired_on": dt.date(2035, 2, 3),
         "sim_day": 5,
     }
-    assert valid(export.practitioner(staff))["active"] is False
+    assert valid(fhir.practitioner(staff))["active"] is False
     assignment = {
         "assignment_id": 7,
         "staff_id": 5_000_002,
@@ -410,14 +411,14 @@ def test_practitioner_and_role_with_period_ward_and_specialty():
         "role": "nurse",
         "specialty": "medicine",
     }
-    role = valid(export.practitioner_role(assignment))
+    role = valid(fhir.practitioner_role(assignment))
     assert role["active"] is True and role["period"] == {"start": "2020-01-02"}
     assert role["practitioner"] == {"reference": "Practitioner/5000002"}
     assert role["location"] == [{"reference": "Location/3"}]
     assert role["specialty"] == [{"text": "medicine"}]
-    ended = valid(export.practitioner_role({**assignment, "ends_on": dt.date(2020, 3, 1)}))
+    ended = valid(fhir.practitioner_role({**assignment, "ends_on": dt.date(2020, 3, 1)}))
     assert ended["active"] is False and ended["period"]["end"] == "2020-03-01"
-    never_began = valid(export.practitioner_role({**assignment, "ends_on": dt.date(2020, 1, 1)}))
+    never_began = valid(fhir.practitioner_role({**assignment, "ends_on": dt.date(2020, 1, 1)}))
     assert never_began["period"] == {"start": "2020-01-02", "end": "2020-01-02"}
 
 
@@ -431,7 +432,7 @@ def test_condition_is_an_icd10_encounter_diagnosis():
         "admitted_at": at(4, 8, 30),
         "description": "Pneumonia, unspecified",
     }
-    resource = valid(export.condition(row))
+    resource = valid(fhir.condition(row))
     assert resource["id"] == "3000001-2"
     assert resource["code"]["coding"] == [
         {"system": "http://hl7.org/fhir/sid/icd-10", "code": "J18.9", "display": "Pneumonia, unspecified"}
@@ -455,7 +456,7 @@ def test_lab_observation_has_loinc_quantity_reference_range_and_interpretation()
         "ref_low": 3.5,
         "ref_high": 5.1,
     }
-    resource = valid(export.lab_observation(row))
+    resource = valid(fhir.lab_observation(row))
     assert resource["id"] == "lab-90000001" and resource["status"] == "final"
     assert resource["category"][0]["coding"][0]["code"] == "laboratory"
     assert resource["code"]["coding"] == [
@@ -469,7 +470,7 @@ def test_lab_observation_has_loinc_quantity_reference_range_and_interpretation()
     assert interpretation["code"] == "L"
     assert interpretation["system"] == "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
     assert resource["effectiveDateTime"] == "2020-01-05T06:00:00+02:00"
-    unknown_test = valid(export.lab_observation({**row, "name": None, "unit": None, "ref_low": None}))
+    unknown_test = valid(fhir.lab_observation({**row, "name": None, "unit": None, "ref_low": None}))
     assert unknown_test["valueQuantity"] == {"value": 2.9} and "referenceRange" not in unknown_test
 
 
@@ -488,7 +489,7 @@ def test_vital_signs_become_five_vital_sign_observations_with_a_blood_pressure_p
         "spo2": 96,
         "sim_day": 4,
     }
-    resources = [valid(r) for r in export.vital_observations(row)]
+    resources = [valid(r) for r in fhir.vital_observations(row)]
     assert len(resources) == export.OBSERVATIONS_PER_VITAL_SIGNS == 5
     assert len({r["id"] for r in resources}) == 5
     by_code = {r["code"]["coding"][0]["code"]: r for r in resources}
@@ -530,7 +531,7 @@ def test_medication_request_has_atc_dosage_and_validity_and_a_status_from_the_cl
         "sim_day": 3,
         "name": "amoxicillin and beta-lactamase inhibitor",
     }
-    resource = valid(export.medication_request(row, as_of=at(7)))
+    resource = valid(fhir.medication_request(row, as_of=at(7)))
     assert resource["status"] == "active" and resource["intent"] == "order"
     assert resource["medicationCodeableConcept"]["coding"] == [
         {
@@ -548,7 +549,7 @@ def test_medication_request_has_atc_dosage_and_validity_and_a_status_from_the_cl
         "end": "2020-01-09T10:00:00+02:00",
     }
     assert resource["authoredOn"] == "2020-01-04T10:00:00+02:00"
-    assert valid(export.medication_request(row, as_of=at(10)))["status"] == "completed"
+    assert valid(fhir.medication_request(row, as_of=at(10)))["status"] == "completed"
 
 
 def test_procedure_is_icd10_pcs_coded():
@@ -562,7 +563,7 @@ def test_procedure_is_icd10_pcs_coded():
         "description": "Resection of Appendix, Percutaneous Endoscopic Approach",
         "category": "surgery",
     }
-    resource = valid(export.procedure(row))
+    resource = valid(fhir.procedure(row))
     assert resource["id"] == "3000001-1" and resource["status"] == "completed"
     assert resource["code"]["coding"][0]["system"] == "http://www.cms.gov/Medicare/Coding/ICD10"
     assert resource["performedDateTime"] == "2020-01-05T13:00:00+02:00"
@@ -570,15 +571,15 @@ def test_procedure_is_icd10_pcs_coded():
 
 
 def test_every_resource_type_has_sources_and_a_builder():
-    assert set(export.FHIR_SOURCES) == set(export.RESOURCE_TYPES)
-    for sources in export.FHIR_SOURCES.values():
+    assert set(fhir.FHIR_SOURCES) == set(export.RESOURCE_TYPES)
+    for sources in fhir.FHIR_SOURCES.values():
         for source in sources:
             assert source.table in export.EXPORT_TABLES
-            assert "{where}" in source.query or source.table not in export.TIME_COLUMNS
+            assert "{where}" in source.query or source.table not in context.TIME_COLUMNS
 
 
 def test_empty_text_is_left_out_because_fhir_forbids_empty_strings():
-    resource = valid(export.patient({**PATIENT_ROW, "city": "", "postal_code": ""}))
+    resource = valid(fhir.patient({**PATIENT_ROW, "city": "", "postal_code": ""}))
     assert "city" not in resource["address"][0] and resource["address"][0]["line"] == ["287 Adelaide Street"]
     row = {
         "prescription_id": 1,
@@ -595,8 +596,8 @@ def test_empty_text_is_left_out_because_fhir_forbids_empty_strings():
         "sim_day": 3,
         "name": None,
     }
-    request = valid(export.medication_request(row, as_of=at(7)))
-    assert request["medicationCodeableConcept"] == {"coding": [{"system": export.ATC, "code": "N02BE01"}]}
+    request = valid(fhir.medication_request(row, as_of=at(7)))
+    assert request["medicationCodeableConcept"] == {"coding": [{"system": fhir.ATC, "code": "N02BE01"}]}
     assert (
         request["dosageInstruction"][0]["text"] == "500 mg Q6H"
         and "route" not in request["dosageInstruction"][0]

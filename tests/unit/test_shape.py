@@ -30,6 +30,17 @@ def test_the_model_loads_neither_faust_nor_psycopg() -> None:
     assert loaded == []
 
 
+def test_the_dashboard_panels_load_neither_the_app_nor_a_database_driver() -> None:
+    loaded = _in_a_fresh_interpreter(
+        "import json, sys; import hospital_stream.web.panels, hospital_stream.web.page; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('aiokafka', 'psycopg', 'psycopg_pool') or m in ('hospital_stream.app', "
+        "'hospital_stream.agents', 'hospital_stream.services', 'hospital_stream.tables', "
+        "'hospital_stream.topics'))))"
+    )
+    assert loaded == []
+
+
 def test_importing_the_agents_changes_no_process_setting_and_opens_no_connection() -> None:
     seen = _in_a_fresh_interpreter(
         "import json, os, sys, threading\n"
@@ -43,7 +54,8 @@ def test_importing_the_agents_changes_no_process_setting_and_opens_no_connection
         "            pass  # the listing's own descriptor, closed since\n"
         "    return sorted(found)\n"
         "before = (sys.getswitchinterval(), sockets(), threading.active_count())\n"
-        "import hospital_stream.agents, hospital_stream.web.dashboard, hospital_stream.web.views\n"
+        "import hospital_stream.agents, hospital_stream.web.dashboard, hospital_stream.web.dashboard_views\n"
+        "import hospital_stream.web.views\n"
         "after = (sys.getswitchinterval(), sockets(), threading.active_count())\n"
         "from hospital_stream import services\n"
         "planned = services.hospital.cache_info().currsize\n"
