@@ -14,6 +14,7 @@ from typing import Any
 import faust
 
 from hospital_stream.errors import InvalidMessage
+from hospital_stream.model import calendar
 from hospital_stream.model.config import HospitalContext
 from hospital_stream.schema import TRANSFER_COLUMNS
 from hospital_stream.wire.copy_text import copy_field
@@ -117,7 +118,7 @@ def _check_context(transfer: StreamedTransfer, when: dt.datetime, context: Hospi
     if transfer.day >= context.schedule_days:
         raise InvalidMessage(f"day {transfer.day} is past the end of the schedule")
     date = context.start_date + dt.timedelta(days=transfer.day)
-    local = when.astimezone(dt.timezone(dt.timedelta(hours=2)))
+    local = calendar.local(when)
     if local.date() != date:
         raise InvalidMessage(
             f"transferred_at {local.isoformat()} is not on simulated day {transfer.day} ({date})"

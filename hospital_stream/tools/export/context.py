@@ -15,24 +15,16 @@ import psycopg
 from psycopg import sql
 
 from hospital_stream.errors import HospitalStreamError
+from hospital_stream.schema import STORED_TABLES
 from hospital_stream.tools.export.options import DateRange
 
-#: how --from/--to select each table's rows: the column holding when a row happened or began,
-#: compared by its date in SAST. ``sim_day`` counts days from the run's start date. Tables not
-#: listed (reference tables, wards, staff) are exported whole; patients see PATIENT_SOURCES.
-TIME_COLUMNS = {
-    "bed_requests": "requested_at",
-    "admissions": "admitted_at",
-    "transfers": "transferred_at",
-    "staff_assignments": "starts_on",
-    "diagnoses": "sim_day",
-    "ward_census": "sim_day",
-    "lab_results": "charted_at",
-    "vital_signs": "charted_at",
-    "prescriptions": "starts_at",
-    "procedures": "performed_at",
-}
-DATE_COLUMNS = {"starts_on"}
+#: how --from/--to select each table's rows (the registry's time columns): the column holding
+#: when a row happened or began, compared by its date in SAST. ``sim_day`` counts days from the
+#: run's start date. Tables without one (reference tables, wards, staff) are exported whole;
+#: patients see PATIENT_SOURCES.
+TIME_COLUMNS = {name: table.time_column for name, table in STORED_TABLES.items() if table.time_column}
+#: of those, the columns that hold dates (``*_on``), not instants (``*_at``) or days (``sim_day``)
+DATE_COLUMNS = {column for column in TIME_COLUMNS.values() if column.endswith("_on")}
 #: with --from/--to, patients are those that a row of these tables in the range refers to
 PATIENT_SOURCES = ("bed_requests", "admissions", "transfers", "lab_results", "vital_signs", "prescriptions")
 ADMISSION_SOURCES = ("diagnoses", "procedures")  # refer to patients through their admission

@@ -17,8 +17,8 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from hospital_stream import db
+from hospital_stream.model.calendar import SAST
 from hospital_stream.tools.export.context import _atomic_file, _Context
-from hospital_stream.tools.export.options import SAST
 from hospital_stream.tools.export.progress import Progress, Written
 
 CURSOR_ROWS = 10_000  # rows per round trip of a FHIR source cursor

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from hospital_stream import schema
 from hospital_stream.errors import ConfigError
+from hospital_stream.model.calendar import SAST
 
 FORMATS = ("csv", "parquet", "fhir")
 EXPORT_TABLES = schema.DATA_TABLES
@@ -25,8 +26,6 @@ RESOURCE_TYPES = (
     "MedicationRequest",
     "Procedure",
 )
-
-SAST = dt.timezone(dt.timedelta(hours=2), "SAST")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,8 +9,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from hospital_stream.errors import DatabaseError
+from hospital_stream.model import calendar
 from hospital_stream.tools.export.context import _Context, _first_line
 from hospital_stream.tools.export.fhir import _export_fhir
 from hospital_stream.tools.export.options import ExportPlan
@@ -31,7 +33,7 @@ def run(
     conn.rollback()  # the snapshot's settings apply from the next transaction on
     conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     conn.read_only = True
-    conn.execute("SET TIME ZONE 'Africa/Johannesburg'")
+    conn.execute(sql.SQL("SET TIME ZONE {}").format(sql.Literal(calendar.TIME_ZONE_NAME)))
     conn.execute("SET DateStyle = 'ISO, YMD'")
     run_row = conn.execute("SELECT (config->>'start_date')::date FROM simulation").fetchone()
     context = _Context(conn, plan.dates, run_row[0] if run_row and run_row[0] else fallback_start)
