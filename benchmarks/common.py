@@ -1,46 +1,20 @@
-"""What the benchmarks (and the integration tests' fixtures) share: an embedded stack of their own
-on free ports, and the small arithmetic of their reports."""
+"""What the benchmarks share: the small arithmetic of their reports (an embedded stack of their
+own on free ports comes from :mod:`hospital_stream.devstack.isolated`)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import math
-import socket
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from hospital_stream.devstack.isolated import free_port, stack_settings, traversable_tempdir
 from hospital_stream.settings import Settings
 
+__all__ = ["free_port", "stack_settings", "traversable_tempdir"]
+
 MB = 1_000_000
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def stack_settings(home: Path) -> Settings:
-    """Settings of an embedded stack of its own: ``home``, free broker, PostgreSQL and web ports."""
-    return Settings.from_env(
-        {
-            "HOSPITAL_HOME": str(home),
-            "HOSPITAL_KAFKA_URL": f"kafka://127.0.0.1:{free_port()}",
-            "HOSPITAL_DATABASE_URL": f"postgresql://hospital@127.0.0.1:{free_port()}/hospital",
-            "HOSPITAL_WEB_PORT": str(free_port()),
-        }
-    )
-
-
-def traversable_tempdir(prefix: str) -> Path:
-    """A new temporary folder others may traverse: when run as root, PostgreSQL runs as an
-    unprivileged user that must reach its data folder (pytest's tmp_path is mode 700)."""
-    base = Path(tempfile.mkdtemp(prefix=prefix))
-    base.chmod(0o755)
-    return base
 
 
 def loadavg() -> str:

@@ -11,10 +11,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from benchmarks.common import free_port as free_port  # the tests import it from here
-from benchmarks.common import stack_settings, traversable_tempdir
 from hospital_stream.devstack import stack
+from hospital_stream.devstack.isolated import stack_settings, traversable_tempdir
 from hospital_stream.settings import Settings
+from tests.helpers import DAYS, STARTED, cli, hospital_env
 
 
 def _stack_settings(home: Path) -> Settings:
@@ -42,8 +42,6 @@ def embedded_stack() -> Iterator[Settings]:
 def reference_run(embedded_stack: Settings) -> dict[str, str]:
     """The environment of one uninterrupted single-worker run (test_pipeline's DAYS at max speed),
     made once per session: the pipeline tests inspect it, the others compare their runs with it."""
-    from .test_pipeline import DAYS, cli, hospital_env  # the run's helpers live with its tests
-
     env = hospital_env(embedded_stack)
     result = cli(env, "run", "--days", str(DAYS), "--speed", "max")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -80,3 +78,14 @@ def database_url(embedded_stack: Settings) -> Iterator[str]:
     finally:
         with psycopg.connect(embedded_stack.database_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(autouse=True)
+def _no_run_outlives_its_test() -> Iterator[None]:
+    """A failed test must not leave a run behind (its worker dies with it: PR_SET_PDEATHSIG)."""
+    yield
+    while STARTED:
+        run = STARTED.pop()
+        if run.poll() is None:
+            run.kill()
+            run.wait()

@@ -17,7 +17,7 @@ from psycopg import sql
 from hospital_stream import db
 from hospital_stream.model import clinical, reference
 from hospital_stream.wire.copy_text import encode_copy_rows
-from tests.unit.test_clinical import START, make_cohort
+from tests.helpers import COHORT_START, make_cohort
 
 pytestmark = [pytest.mark.integration]
 
@@ -67,7 +67,7 @@ def test_generated_days_copy_in_and_cost_what_we_measure(database_url, record_pr
         for day in MEASURED_DAYS:
             stays = cohort.stays(day)
             present.append(float(((stays.present_until - stays.present_from) / 1440).sum()))
-            tables = clinical.clinical_day(np.random.default_rng([2020, day]), day, START, stays)
+            tables = clinical.clinical_day(np.random.default_rng([2020, day]), day, COHORT_START, stays)
             for table, cols in tables.items():
                 for start in range(0, len(cols), CHUNK_ROWS):
                     copy_in(conn, table, cols.columns, cols.copy_text(start, start + CHUNK_ROWS))

@@ -30,8 +30,7 @@ from hospital_stream import db, sim
 from hospital_stream.model import calendar
 from hospital_stream.settings import Settings
 from hospital_stream.web.panels import minimum_staffing
-
-from .test_pipeline import BIN, _produce, cli, hospital_env
+from tests.helpers import BIN, cli, hospital_env, produce, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -85,17 +84,14 @@ def _end_offsets(stack: Settings, partitions: list[tuple[str, int]]) -> dict[tup
 
 
 def _wait_for(what: str, check: Any, timeout: float, log: Path) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = check()
-        except (OSError, psycopg.OperationalError):
-            result = None
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not happen in {timeout:.0f} s:\n" + log.read_text()[-3000:])
-        time.sleep(1)
+    return wait_until(
+        what,
+        check,
+        timeout,
+        every=1,
+        ignore=(OSError, psycopg.OperationalError),
+        context=lambda: log.read_text()[-3000:],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +127,7 @@ def worker(embedded_stack: Settings) -> Iterator[dict[str, Any]]:
         with psycopg.connect(url) as conn:
             run_id = conn.execute("SELECT run_id FROM simulation").fetchone()[0]
         streamed = f"{env['HOSPITAL_TOPIC_PREFIX']}.transfers.streamed"
-        _produce(
+        produce(
             embedded_stack,
             streamed,
             [b"not json", b"", json.dumps({"run_id": run_id, **UNCONFIRMED_TRANSFER}).encode()],

@@ -28,12 +28,11 @@ from psycopg import sql
 
 from hospital_stream import db
 from hospital_stream.devstack import stack
+from hospital_stream.devstack.isolated import free_port, stack_settings, traversable_tempdir
 from hospital_stream.settings import Settings
 from hospital_stream.tools import export
 from hospital_stream.tools.export import tabular
-
-from .conftest import _stack_settings, _traversable_tempdir, free_port
-from .test_pipeline import cli
+from tests.helpers import cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -152,8 +151,8 @@ def insert_clinical_rows(url: str) -> None:
 @pytest.fixture(scope="module")
 def hospital() -> Iterator[dict[str, str]]:
     """A fresh embedded stack (own home and ports) holding a DAYS-day run; its environment."""
-    base = _traversable_tempdir()
-    settings: Settings = _stack_settings(base / "home")
+    base = traversable_tempdir("hospital-stream-test-")
+    settings: Settings = stack_settings(base / "home")
     try:
         stack.up(settings)
         env = {k: v for k, v in os.environ.items() if not k.startswith("HOSPITAL_")}

@@ -17,8 +17,7 @@ from aiokafka import AIOKafkaProducer
 
 from hospital_stream import sim
 from hospital_stream.wire import batch
-
-from .test_pipeline import BIN, DAYS, HOSPITAL, cli, data_checksums, hospital_env
+from tests.helpers import BIN, DAYS, HOSPITAL, cli, data_checksums, hospital_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -127,7 +126,7 @@ def _chunk(run_id: str, table: str = "wards", day: int = 1) -> bytes:
     return json.dumps(obj).encode() + b"\n" + payload
 
 
-async def _produce(bootstrap: str, prefix: str, plans: list[tuple[str, bytes, str]]) -> None:
+async def produce(bootstrap: str, prefix: str, plans: list[tuple[str, bytes, str]]) -> None:
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, max_batch_size=1, max_request_size=2 * 1024 * 1024
     )
@@ -167,7 +166,7 @@ def test_a_thousand_bad_messages_all_dead_lettered_and_the_run_unharmed(
         time.sleep(0.5)
     assert run_id, (tmp_path / "run.log").read_text()[-2000:]
     plans = bad_messages(run_id, random.Random(99))
-    asyncio.run(_produce("{}:{}".format(*embedded_stack.kafka_address), env["HOSPITAL_TOPIC_PREFIX"], plans))
+    asyncio.run(produce("{}:{}".format(*embedded_stack.kafka_address), env["HOSPITAL_TOPIC_PREFIX"], plans))
     assert run.wait(timeout=300) == 0, (tmp_path / "run.log").read_text()[-3000:]
 
     expected = collections.Counter(reason for _, _, reason in plans)

@@ -7,87 +7,23 @@ Every test gets its own database, topic prefix and consumer group on the session
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
-import uuid
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg
 import pytest
 
-from hospital_stream import db, schema, sim
+from hospital_stream import db, sim
 from hospital_stream.settings import DEFAULT_ADMIN_USER, DEFAULT_READER_USER, Settings
 from hospital_stream.tools import plan, validate
 from hospital_stream.wire import batch
-
-from .conftest import free_port
+from tests.helpers import BIN, DAYS, HOSPITAL, cli, data_checksums, hospital_env, produce
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-BIN = Path(sys.executable).parent
-DAYS = 12
-HOSPITAL = {"HOSPITAL_BEDS": "100", "HOSPITAL_POPULATION": "150000", "HOSPITAL_SEED": "4242"}
-
-
-def hospital_env(stack: Settings, *, default_logins: bool = False, **overrides: str) -> dict[str, str]:
-    """Environment for a run of its own (database, topics, consumer group) on the shared stack.
-
-    All three database URLs name the test's own database. The worker's URL is the owner's, so a
-    test may also use it to set up or break data; with ``default_logins`` it is the default
-    least-privileged worker login instead, and the owner's and the reader's URLs are left unset,
-    so they take their defaults.
-    """
-    name = "t" + uuid.uuid4().hex[:10]
-    host, port = stack.database_address
-    worker = urlsplit(Settings().database_url).username if default_logins else DEFAULT_ADMIN_USER
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HOSPITAL_")}
-    env.update(stack.to_env())
-    env.update(HOSPITAL)
-    env.update(
-        {
-            "HOSPITAL_DATABASE_URL": f"postgresql://{worker}@{host}:{port}/{name}",
-            "HOSPITAL_ADMIN_DATABASE_URL": f"postgresql://{DEFAULT_ADMIN_USER}@{host}:{port}/{name}",
-            "HOSPITAL_READER_DATABASE_URL": f"postgresql://{DEFAULT_READER_USER}@{host}:{port}/{name}",
-            "HOSPITAL_APP_ID": name,
-            "HOSPITAL_TOPIC_PREFIX": name,
-            "HOSPITAL_WEB_PORT": str(free_port()),
-            "HOSPITAL_RUN_UNTIL_DAY": "",
-        }
-    )
-    if default_logins:
-        del env["HOSPITAL_ADMIN_DATABASE_URL"], env["HOSPITAL_READER_DATABASE_URL"]
-    env.update(overrides)
-    return env
-
-
-def cli(env: dict[str, str], *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / "hospital-stream"), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-def data_checksums(url: str) -> dict[str, tuple[int, str]]:
-    """Row count and an md5 of every data table's rows in key order."""
-    sums = {}
-    with psycopg.connect(url) as conn:
-        for table in schema.DATA_TABLES:
-            row = conn.execute(
-                "SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), ''))"
-                f" FROM {table} t"
-            ).fetchone()
-            sums[table] = (row[0], row[1])
-    return sums
 
 
 def test_bounded_run_stores_every_day_and_exits_zero(reference_run):
@@ -280,7 +216,7 @@ def test_worker_serves_views_from_its_tables_and_dead_letters_bad_input(embedded
             # well formed, but day 3's batch never had it
             json.dumps({**plausible, "patient_name": PLANTED}).encode(),
         ]
-        _produce(embedded_stack, f"{env['HOSPITAL_TOPIC_PREFIX']}.transfers.streamed", bad)
+        produce(embedded_stack, f"{env['HOSPITAL_TOPIC_PREFIX']}.transfers.streamed", bad)
         one_bad_row = batch.encode_chunk(
             run_id,
             999_999,
@@ -288,7 +224,7 @@ def test_worker_serves_views_from_its_tables_and_dead_letters_bad_input(embedded
             "icd10_codes",
             [("Z99.9", "Dependence on enabling machines", "comorbidity"), ("Z99.8", None, PLANTED)],
         )
-        _produce(
+        produce(
             embedded_stack,
             f"{env['HOSPITAL_TOPIC_PREFIX']}.records.batch",
             [json.dumps({"note": PLANTED}).encode() + b"\nrows", b"", one_bad_row],
@@ -379,23 +315,6 @@ def _assert_no_patient_data_in(text: str, url: str) -> None:
     runs = {" ".join(words[i : i + n]) for n in range(2, longest + 1) for i in range(len(words) - n + 1)}
     leaked = names & runs
     assert not leaked, sorted(leaked)[:5]
-
-
-def _produce(stack: Settings, topic: str, values: list[bytes]) -> None:
-    import asyncio
-
-    from aiokafka import AIOKafkaProducer
-
-    async def send() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers="{}:{}".format(*stack.kafka_address), max_batch_size=1)
-        await producer.start()
-        try:
-            for value in values:
-                await producer.send_and_wait(topic, value, key=b"bad")
-        finally:
-            await producer.stop()
-
-    asyncio.run(send())
 
 
 def test_least_privilege_roles(reference_run, embedded_stack, tmp_path):

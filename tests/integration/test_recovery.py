@@ -10,42 +10,17 @@ import subprocess
 import time
 from pathlib import Path
 
-import psycopg
 import pytest
 
-from hospital_stream import db
 from hospital_stream.devstack import stack
 from hospital_stream.settings import Settings
-
-from .test_pipeline import BIN, DAYS, cli, data_checksums, hospital_env
+from tests.helpers import BIN, DAYS, STARTED, cli, data_checksums, hospital_env, last_day
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def _last_day(url: str) -> int:
-    try:
-        with psycopg.connect(url, connect_timeout=3) as conn:
-            return db.last_complete_day(conn)
-    except psycopg.Error:  # not reachable, or not migrated yet
-        return -2
-
-
-_STARTED: list[subprocess.Popen] = []
-
-
-@pytest.fixture(autouse=True)
-def _no_run_outlives_its_test():
-    """A failed test must not leave a run behind (its worker dies with it: PR_SET_PDEATHSIG)."""
-    yield
-    while _STARTED:
-        run = _STARTED.pop()
-        if run.poll() is None:
-            run.kill()
-            run.wait()
-
-
 def _start_run(env: dict[str, str], log, speed: str = "max") -> subprocess.Popen:
-    remaining = DAYS - max(0, _last_day(env["HOSPITAL_DATABASE_URL"]) + 1)
+    remaining = DAYS - max(0, last_day(env["HOSPITAL_DATABASE_URL"]) + 1)
     run = subprocess.Popen(
         [str(BIN / "hospital-stream"), "run", "--days", str(max(remaining, 1)), "--speed", speed],
         env=env,
@@ -53,14 +28,14 @@ def _start_run(env: dict[str, str], log, speed: str = "max") -> subprocess.Popen
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
     )
-    _STARTED.append(run)
+    STARTED.append(run)
     return run
 
 
 def _wait_for_day(url: str, run: subprocess.Popen, day: int, timeout: float = 120) -> None:
     """Until ``day`` is stored, the run ended, or ``timeout`` passed."""
     deadline = time.monotonic() + timeout
-    while _last_day(url) < day and time.monotonic() < deadline and run.poll() is None:
+    while last_day(url) < day and time.monotonic() < deadline and run.poll() is None:
         time.sleep(0.5)
 
 
@@ -78,7 +53,7 @@ def test_worker_killed_at_random_moments_ends_identical(reference_run, embedded_
                 break
             run.kill()  # SIGKILL: no shutdown, no commit, no goodbye to the consumer group
             run.wait()
-            kills.append((round(delay, 1), _last_day(url)))
+            kills.append((round(delay, 1), last_day(url)))
         final = _start_run(env, log)
         assert final.wait(timeout=300) == 0, (tmp_path / "runs.log").read_text()[-3000:]
     print(f"survived {len(kills)} kills (seconds after start, last stored day): {kills}")
@@ -96,7 +71,7 @@ def test_postgres_outage_mid_run_loses_nothing(reference_run, new_stack_settings
         run = _start_run(env, log, speed="900")  # a day a second: most days come after the outage
         _wait_for_day(url, run, 1)
         assert run.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
-        stored_before = _last_day(url)
+        stored_before = last_day(url)
         stack.down(stack_settings, only=["postgres"])
         outage_started = time.monotonic()
         time.sleep(20)
@@ -121,7 +96,7 @@ def test_broker_restarted_empty_mid_run_resumes_identical(reference_run, new_sta
         run = _start_run(env, log, speed="150")  # 6 s a day: most days come after the loss
         _wait_for_day(url, run, 2)
         assert run.poll() is None, log_path.read_text()[-3000:]
-        stored_before = _last_day(url)
+        stored_before = last_day(url)
         stack.down(stack_settings, only=["broker"])  # every topic, offset and changelog is gone
         stack.up(stack_settings, only=["broker"])
         assert run.wait(timeout=400) == 0, log_path.read_text()[-3000:]
@@ -168,7 +143,7 @@ def test_a_frozen_worker_is_restarted_and_the_run_ends_identical(reference_run, 
     with log_path.open("w") as log:
         run = _start_run(env, log, speed="300")  # 3 s a day: most days come after the freeze
         _wait_for_day(url, run, 1)
-        assert run.poll() is None and _last_day(url) < DAYS - 2, log_path.read_text()[-3000:]
+        assert run.poll() is None and last_day(url) < DAYS - 2, log_path.read_text()[-3000:]
         (worker,) = (int(pid) for pid in Path(f"/proc/{run.pid}/task/{run.pid}/children").read_text().split())
         os.kill(worker, signal.SIGSTOP)  # alive, holding its partitions, storing nothing
         assert run.wait(timeout=300) == 0, log_path.read_text()[-3000:]

@@ -8,16 +8,22 @@ import json
 import re
 import signal
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from .conftest import free_port
-from .test_pipeline import BIN, DAYS, cli, data_checksums, hospital_env
-from .test_recovery import _STARTED, _last_day
-from .test_recovery import _no_run_outlives_its_test as _no_run_outlives_its_test
+from tests.helpers import (
+    BIN,
+    DAYS,
+    STARTED,
+    cli,
+    data_checksums,
+    free_port,
+    hospital_env,
+    last_day,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -40,7 +46,7 @@ class Worker:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
-        _STARTED.append(self.process)
+        STARTED.append(self.process)
 
     def get(self, path: str) -> dict:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as response:
@@ -62,16 +68,13 @@ class Worker:
 
 
 def _wait_for(what: str, condition, timeout: float, workers: list[Worker]):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        if any(w.process.poll() is not None for w in workers):
-            break
-        time.sleep(0.5)
-    logs = "\n".join(f"--- {w.name}\n{w.log.read_text()[-2500:]}" for w in workers)
-    pytest.fail(f"no {what} within {timeout:.0f} s\n{logs}")
+    return wait_until(
+        what,
+        condition,
+        timeout,
+        give_up=lambda: any(w.process.poll() is not None for w in workers),
+        context=lambda: "\n".join(f"--- {w.name}\n{w.log.read_text()[-2500:]}" for w in workers),
+    )
 
 
 def _split(workers: list[Worker]):
@@ -112,20 +115,20 @@ def test_two_workers_share_the_partitions_and_one_survives_a_kill(
     workers = [Worker(name, env, tmp_path / f"{name}.log") for name in ("a", "b")]
 
     leader, follower = _wait_for("split of the partitions", lambda: _split(workers), 90, workers)
-    _wait_for("day 1 stored", lambda: _last_day(url) >= 1, 90, workers)
+    _wait_for("day 1 stored", lambda: last_day(url) >= 1, 90, workers)
     leader_wards, follower_wards = leader.wards(), follower.wards()
     assert leader_wards and follower_wards and not leader_wards & follower_wards
     assert not follower.days_sent(), "only the leader generates"
 
     everything = leader.consumer()[1] | follower.consumer()[1]
     killed, survivor = (leader, follower) if victim == "leader" else (follower, leader)
-    stored_at_kill = _last_day(url)
+    stored_at_kill = last_day(url)
     killed.process.send_signal(signal.SIGKILL)
     killed.process.wait()
     sent_before_kill = len(survivor.days_sent())
     assert stored_at_kill < DAYS - 4, "the kill came too late to prove anything"
 
-    _wait_for("the last day stored", lambda: _last_day(url) >= DAYS - 1, 180, [survivor])
+    _wait_for("the last day stored", lambda: last_day(url) >= DAYS - 1, 180, [survivor])
     leads, holds = survivor.consumer()
     wards_after = survivor.wards()  # its own and, recovered from the changelog, the other's
     survivor.process.send_signal(signal.SIGTERM)

@@ -15,100 +15,9 @@ import pytest
 from hospital_stream import sim
 from hospital_stream.model import clinical, columns, reference
 from hospital_stream.wire.copy_text import decode_copy_rows, encode_copy_rows
+from tests.helpers import COHORT_DAYS, COHORT_START, MIX, Cohort, make_cohort
 
-START = dt.date(2021, 5, 1)
-DAYS = 60
 SQL = Path(__file__).resolve().parents[2] / "sql" / "0005_create_clinical_tables.sql"
-
-#: share of admissions and mean stay (days) per service, roughly the simulator's
-MIX = {
-    "medicine": (0.30, 6.5),
-    "surgery": (0.17, 5.0),
-    "orthopaedics": (0.08, 7.0),
-    "paediatrics": (0.11, 4.0),
-    "maternity": (0.19, 2.5),
-    "psychiatry": (0.04, 18.0),
-    "oncology": (0.05, 7.0),
-    "cardiology": (0.06, 5.0),
-}
-ICU_WARD = 3
-
-
-@dataclasses.dataclass
-class Cohort:
-    """Admissions arriving over the schedule (and before it), each with a planned stay."""
-
-    admission_id: np.ndarray
-    patient_id: np.ndarray
-    specialty: np.ndarray
-    admission_type: np.ndarray
-    age: np.ndarray
-    sex: np.ndarray
-    admitted_at: np.ndarray
-    discharge: np.ndarray
-    icu_from: np.ndarray
-    icu_until: np.ndarray
-
-    def stays(self, day: int) -> clinical.Stays:
-        """Everyone in hospital at some time during ``day``."""
-        day_start, day_end = day * 1440, (day + 1) * 1440
-        here = (self.admitted_at < day_end) & (self.discharge > day_start)
-        present_from = np.maximum(self.admitted_at[here], day_start)
-        in_icu = (self.icu_from[here] <= present_from) & (present_from < self.icu_until[here])
-        service = np.array([list(MIX).index(s) for s in self.specialty[here]])
-        return clinical.Stays(
-            admission_id=self.admission_id[here],
-            patient_id=self.patient_id[here],
-            ward_id=np.where(in_icu, ICU_WARD, 4 + service).astype(np.int32),
-            specialty=self.specialty[here],
-            in_icu=in_icu,
-            age=self.age[here],
-            sex=self.sex[here],
-            admitted_at=self.admitted_at[here],
-            present_from=present_from,
-            present_until=np.minimum(self.discharge[here], day_end),
-            planned_discharge=self.discharge[here],
-            admission_type=self.admission_type[here],
-        )
-
-
-def make_cohort(seed: int = 5, per_day: float = 40.0, days: int = DAYS, stay_scale: float = 1.0) -> Cohort:
-    """``per_day`` admissions a day (Poisson) with stays ``stay_scale`` times MIX's means."""
-    rng = np.random.default_rng(seed)
-    first = -40  # admissions before the records begin, still in hospital on day 0
-    counts = rng.poisson(per_day, days - first)
-    n = int(counts.sum())
-    admission_day = np.repeat(np.arange(first, days), counts)
-    names = np.array(list(MIX))
-    share = np.array([v[0] for v in MIX.values()])
-    specialty = names[rng.choice(len(names), n, p=share / share.sum())]
-    mean_stay = np.array([MIX[s][1] for s in specialty]) * stay_scale
-    types = np.array(sim.ADMISSION_TYPES)[rng.choice(5, n, p=[0.55, 0.15, 0.12, 0.12, 0.06])]
-    stay = np.maximum(240, (rng.lognormal(np.log(mean_stay) - 0.32, 0.8) * 1440).astype(np.int64))
-    stay = np.where(np.isin(types, ("OBSERVATION", "SURGICAL SAME DAY")), np.minimum(stay, 2000), stay)
-    admitted_at = admission_day * 1440 + rng.integers(0, 1440, n)
-    icu = rng.random(n) < 0.07
-    icu_from = np.where(icu, admitted_at + (stay * rng.uniform(0.05, 0.3, n)).astype(np.int64), 10**9)
-    icu_until = np.where(icu, icu_from + rng.integers(1, 5, n) * 1440, 10**9)
-    age = np.where(
-        specialty == "paediatrics",
-        rng.uniform(0, 13, n),
-        np.where(specialty == "maternity", rng.uniform(17, 44, n), rng.uniform(18, 92, n)),
-    )
-    sex = np.where((specialty == "maternity") | (rng.random(n) < 0.52), "F", "M")
-    seq = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts) + 1
-    return Cohort(
-        admission_id=(admission_day - first + 1) * 10**6 + seq,
-        patient_id=rng.permutation(n) * 7 + 11,
-        specialty=specialty.astype("<U16"),
-        admission_type=types.astype("<U20"),
-        age=age,
-        sex=sex.astype("<U1"),
-        admitted_at=admitted_at,
-        discharge=admitted_at + stay,
-        icu_from=icu_from,
-        icu_until=icu_until,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -132,9 +41,9 @@ class Day:
 @pytest.fixture(scope="module")
 def days(cohort: Cohort) -> list[Day]:
     out = []
-    for day in range(DAYS):
+    for day in range(COHORT_DAYS):
         stays = cohort.stays(day)
-        tables = clinical.clinical_day(np.random.default_rng([42, day]), day, START, stays)
+        tables = clinical.clinical_day(np.random.default_rng([42, day]), day, COHORT_START, stays)
         out.append(Day(day, stays, tables, {name: cols.rows() for name, cols in tables.items()}))
     return out
 
@@ -148,7 +57,7 @@ def minute(text: str) -> int:
     """An ISO timestamp as model minutes (and a check that it is in SAST)."""
     when = dt.datetime.fromisoformat(text)
     assert when.utcoffset() == dt.timedelta(hours=2), text
-    start = dt.datetime(START.year, START.month, START.day, tzinfo=when.tzinfo)
+    start = dt.datetime(COHORT_START.year, COHORT_START.month, COHORT_START.day, tzinfo=when.tzinfo)
     return int((when - start).total_seconds()) // 60
 
 
@@ -184,7 +93,7 @@ def test_same_inputs_same_bytes_and_another_seed_differs(cohort):
     stays = cohort.stays(12)
 
     def text(seed: int) -> dict[str, bytes]:
-        tables = clinical.clinical_day(np.random.default_rng(seed), 12, START, stays)
+        tables = clinical.clinical_day(np.random.default_rng(seed), 12, COHORT_START, stays)
         return {name: cols.copy_text() for name, cols in tables.items()}
 
     first = text(1)
@@ -228,7 +137,7 @@ def test_empty_stays_give_empty_tables():
         + tuple(np.zeros(0, dtype=np.int64) for _ in range(4))
         + (np.zeros(0, dtype="<U20"),)
     )
-    tables = clinical.clinical_day(np.random.default_rng(0), 3, START, empty)
+    tables = clinical.clinical_day(np.random.default_rng(0), 3, COHORT_START, empty)
     assert [len(t) for t in tables.values()] == [0, 0, 0, 0]
     assert all(t.copy_text() == b"" and t.rows() == [] for t in tables.values())
 
@@ -241,7 +150,7 @@ def test_bad_stays_are_refused(cohort):
         clinical.clinical_day(
             np.random.default_rng(0),
             5,
-            START,
+            COHORT_START,
             dataclasses.replace(stays, specialty=np.full(len(stays), "icu")),
         )
 
@@ -460,7 +369,7 @@ def test_prescriptions_and_procedures_per_admission(cohort, days):
         counts["prescriptions"].update(row[1] for row in day.rows["prescriptions"])
         counts["procedures"].update(row[0] for row in day.rows["procedures"])
     # admissions whose whole stay lies inside the simulated days
-    whole = (cohort.admitted_at >= 1440) & (cohort.discharge < (DAYS - 1) * 1440)
+    whole = (cohort.admitted_at >= 1440) & (cohort.discharge < (COHORT_DAYS - 1) * 1440)
     ids = cohort.admission_id[whole].tolist()
     prescriptions = np.array([counts["prescriptions"][a] for a in ids])
     assert 30 <= prescriptions.mean() <= 42  # about 36 in MIMIC-IV
