@@ -19,6 +19,7 @@ from hospital_stream.app import app, settings
 from hospital_stream.model import HospitalConfig, HospitalContext, Ward
 from hospital_stream.sink import PostgresSink
 from hospital_stream.stream.generator import Generator
+from hospital_stream.wire.roles import TopicRole
 
 #: with CPython's default 5 ms switch interval, the event loop (consumer, agents, sink,
 #: producer) waits up to 5 ms for the GIL after each of its many I/O calls while the generator's
@@ -60,10 +61,10 @@ class WorkerServices(Service):
         self.sink = PostgresSink(settings, topics.SINK_TOPICS)
         self.generator = Generator(settings, self._send_generated)
         self.generator_topics = {
-            "streamed": topics.streamed_transfers,
-            "batch": topics.day_batches,
-            "occupancy": topics.occupancy_changes,
-            "staff": topics.staff_changes,
+            TopicRole.STREAMED: topics.streamed_transfers,
+            TopicRole.BATCH: topics.day_batches,
+            TopicRole.OCCUPANCY: topics.occupancy_changes,
+            TopicRole.STAFF: topics.staff_changes,
         }
 
     @staticmethod
@@ -90,14 +91,14 @@ class WorkerServices(Service):
         global _current
         _current = self
 
-    async def _send_generated(self, kind: str, key: str, value: Any) -> Any:
+    async def _send_generated(self, role: TopicRole, key: str, value: Any) -> Any:
         """Send for the generator; returns the awaitable of the broker's acknowledgement.
 
         Straight to its producer: ``Topic.send`` would also leave a failed send's exception on
         a future nobody awaits (logged as a traceback), while the generator awaits this one.
         """
         payload = value.dumps() if isinstance(value, faust.Record) else value
-        topic = self.generator_topics[kind].get_topic_name()
+        topic = self.generator_topics[role].get_topic_name()
         return await self.generator_producer.send(topic, key.encode(), payload, None, None, None)
 
 

@@ -4,29 +4,25 @@ HOSPITAL_TOPIC_PREFIX says otherwise); every send carries a key."""
 from __future__ import annotations
 
 from hospital_stream.app import app, settings
+from hospital_stream.wire.roles import SINK_ROLES, TopicRole
 
 _prefix = settings.topic_prefix
-STREAMED_TRANSFERS = f"{_prefix}.transfers.streamed"
-DAY_BATCHES = f"{_prefix}.records.batch"
-WARD_CENSUS = f"{_prefix}.census.daily"
-OCCUPANCY_CHANGES = f"{_prefix}.occupancy.changes"
-STAFF_CHANGES = f"{_prefix}.staff.changes"
-DEAD_LETTERS = f"{_prefix}.deadletter"
-BROKER_EPOCH = f"{_prefix}.broker.epoch"
+STREAMED_TRANSFERS = TopicRole.STREAMED.topic(_prefix)
+DAY_BATCHES = TopicRole.BATCH.topic(_prefix)
+WARD_CENSUS = TopicRole.CENSUS.topic(_prefix)
+OCCUPANCY_CHANGES = TopicRole.OCCUPANCY.topic(_prefix)
+STAFF_CHANGES = TopicRole.STAFF.topic(_prefix)
+DEAD_LETTERS = TopicRole.DEAD_LETTERS.topic(_prefix)
+BROKER_EPOCH = TopicRole.BROKER_EPOCH.topic(_prefix)
 
 #: what the sink does with each topic it consumes
-SINK_TOPICS = {
-    STREAMED_TRANSFERS: "streamed",
-    DAY_BATCHES: "batch",
-    WARD_CENSUS: "census",
-    DEAD_LETTERS: "deadletter",
-}
+SINK_TOPICS = {role.topic(_prefix): role for role in SINK_ROLES}
 
 _partitions = settings.topic_partitions
 # internal=True: Faust creates these topics with our partition count before it subscribes
 # (a broker that auto-creates a topic on first use would pick its own count).
 
-# External input is read as raw bytes and validated in the agents (see models.py).
+# External input is read as raw bytes and validated in the agents (see wire/).
 streamed_transfers = app.topic(
     STREAMED_TRANSFERS, value_serializer="raw", partitions=_partitions, internal=True
 )

@@ -40,6 +40,7 @@ from hospital_stream.wire.messages import (
     parse_ward_census,
     streamed_transfer_from_row,
 )
+from hospital_stream.wire.roles import TopicRole
 
 logger = logging.getLogger(__name__)
 
@@ -117,11 +118,11 @@ PREDECESSORS_STORED = """
 class PostgresSink(Service):
     """Owns the connection pool; stores buffers of consumed messages."""
 
-    def __init__(self, settings: Settings, topics: dict[str, str], **kwargs: Any) -> None:
+    def __init__(self, settings: Settings, topics: dict[str, TopicRole], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.settings = settings
         self.context = HospitalConfig.from_settings(settings).context(settings.schedule_days)
-        #: topic name -> "streamed" | "batch" | "census"
+        #: topic name -> what it carries
         self.topics = topics
         self.pool = AsyncConnectionPool(
             settings.database_url,
@@ -180,7 +181,7 @@ class PostgresSink(Service):
                 delay = min(delay * 2, 15.0)
         now, seconds = time.time(), time.perf_counter() - flush_started
         for message in messages:
-            if message.timestamp and self.topics.get(message.topic) == "streamed":
+            if message.timestamp and self.topics.get(message.topic) == TopicRole.STREAMED:
                 METRICS.latency.labels("database").observe(now - message.timestamp)
         METRICS.record_flush(  # the attempt that committed
             seconds,
@@ -203,15 +204,15 @@ class PostgresSink(Service):
             for message in messages:
                 try:
                     kind = self.topics[message.topic]
-                    if kind == "streamed":
+                    if kind == TopicRole.STREAMED:
                         transfer = parse_streamed_transfer(message.value, self.context)
                         _check_run(transfer.run_id, run_id)
                         streamed[transfer.transfer_id] = transfer
-                    elif kind == "batch":
+                    elif kind == TopicRole.BATCH:
                         batch = parse_batch_message(message.value)
                         _check_run(batch.header.run_id, run_id)
                         batches.append((message, batch))
-                    elif kind == "census":
+                    elif kind == TopicRole.CENSUS:
                         census.append(parse_ward_census(message.value))
                     else:
                         dead.append(parse_dead_letter(message.value))
@@ -282,7 +283,7 @@ class PostgresSink(Service):
             ).format(columns),
             (days,),
         )
-        topic = next(t for t, kind in self.topics.items() if kind == "streamed")
+        topic = next(t for t, kind in self.topics.items() if kind == TopicRole.STREAMED)
         letters = []
         for row in await cur.fetchall():
             transfer = streamed_transfer_from_row(run_id, row)

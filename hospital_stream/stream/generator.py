@@ -28,6 +28,7 @@ from hospital_stream.settings import Settings
 from hospital_stream.stream import rules
 from hospital_stream.wire.batch import encode_day
 from hospital_stream.wire.messages import streamed_transfer_from_row
+from hospital_stream.wire.roles import TopicRole
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class Generator:
         self.config = sim.HospitalConfig.from_settings(settings)
         self.schedule = Schedule(settings.speed)
         #: ``await send(kind, key, value)`` -> an awaitable that resolves once the broker has the
-        #: message; kind: "streamed", "batch", "occupancy" or "staff"
+        #: message, on the topic of that role
         self.send = send
         self.unconfirmed: list[Any] = []
         until = settings.run_until_day
@@ -103,9 +104,9 @@ class Generator:
             wards = [ward.ward_id for ward in self.config.wards]
             occupancy, staff = rules.snapshot_changes(resumed, last_day, wards)
             for ward_change in occupancy:
-                await self._emit("occupancy", str(ward_change.ward_id), ward_change)
+                await self._emit(TopicRole.OCCUPANCY, str(ward_change.ward_id), ward_change)
             for staff_change in staff:
-                await self._emit("staff", str(staff_change.staff_id), staff_change)
+                await self._emit(TopicRole.STAFF, str(staff_change.staff_id), staff_change)
             if not await self._confirm():
                 return
         self.state = resumed  # only now: a failed snapshot is sent again on the next tick
@@ -176,9 +177,9 @@ class Generator:
                 return False
         return self.state is not None
 
-    async def _emit(self, kind: str, key: str, value: Any) -> None:
+    async def _emit(self, role: TopicRole, key: str, value: Any) -> None:
         with METRICS.timed("produce"):
-            self.unconfirmed.append(await self.send(kind, key, value))
+            self.unconfirmed.append(await self.send(role, key, value))
 
     async def _confirm(self) -> bool:
         """Wait until the broker has everything sent so far. When a send failed, start again
@@ -256,7 +257,7 @@ class Generator:
         self._lateness("slot", self.slots_sent)
         for row in self.current.streamed[self.slots_sent % SLOTS_PER_DAY]:
             transfer = streamed_transfer_from_row(self.run_id, row)
-            await self._emit("streamed", str(transfer.admission_id), transfer.dumps())
+            await self._emit(TopicRole.STREAMED, str(transfer.admission_id), transfer.dumps())
         self.slots_sent += 1
 
     async def _send_batch(self) -> None:
@@ -266,7 +267,7 @@ class Generator:
         with METRICS.timed("generate"):  # one day: simulate_day counted above, with no message
             messages = await asyncio.to_thread(encode_day, self.run_id, records)
         for message in messages:
-            await self._emit("batch", BATCH_KEY, message)
+            await self._emit(TopicRole.BATCH, BATCH_KEY, message)
         METRICS.generated_rows.inc(sum(records.row_counts().values()))
         METRICS.produced_bytes.inc(sum(map(len, messages)))
         self.state = records.state

@@ -13,12 +13,17 @@ from hospital_stream.settings import Settings
 from hospital_stream.sink import Incoming, PostgresSink
 from hospital_stream.wire import batch
 from hospital_stream.wire.batch import encode_day
+from hospital_stream.wire.roles import TopicRole
 
 pytestmark = [pytest.mark.integration]
 
 HOSPITAL = {"HOSPITAL_BEDS": "60", "HOSPITAL_POPULATION": "12000", "HOSPITAL_SEED": "7"}
 BATCH_TOPIC = "t.records.batch"
-TOPICS = {"t.transfers.streamed": "streamed", BATCH_TOPIC: "batch", "t.census.daily": "census"}
+TOPICS = {
+    "t.transfers.streamed": TopicRole.STREAMED,
+    BATCH_TOPIC: TopicRole.BATCH,
+    "t.census.daily": TopicRole.CENSUS,
+}
 
 
 def _store(settings: Settings, batches: list[list[bytes]]) -> list:

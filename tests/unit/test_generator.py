@@ -6,6 +6,7 @@ from hospital_stream.settings import Settings
 from hospital_stream.stream.generator import Generator, Schedule
 from hospital_stream.wire import batch
 from hospital_stream.wire.batch import encode_day
+from hospital_stream.wire.roles import TopicRole
 
 
 def test_speed_one_is_the_real_schedule():
@@ -68,14 +69,14 @@ def test_a_generator_that_stopped_leading_resumes_from_postgresql_when_it_leads_
     stored = {"last": -1, "checkpoint": None}  # what PostgreSQL holds completely
     sent: list[tuple[str, bytes]] = []
 
-    async def send(kind: str, key: str, value: bytes) -> asyncio.Future[None]:
-        sent.append((kind, value))
+    async def send(role: TopicRole, key: str, value: bytes) -> asyncio.Future[None]:
+        sent.append((role, value))
         done = asyncio.get_running_loop().create_future()
         done.set_result(None)
         return done
 
     def closed_days() -> list[int]:
-        headers = [batch.parse_batch_message(value).header for kind, value in sent if kind == "batch"]
+        headers = [batch.parse_batch_message(value).header for role, value in sent if role == TopicRole.BATCH]
         return [header.day for header in headers if header.kind == "day"]
 
     generator = Generator(settings, send)
@@ -93,5 +94,7 @@ def test_a_generator_that_stopped_leading_resumes_from_postgresql_when_it_leads_
 
     asyncio.run(lead_then_follow_then_lead())
     assert closed_days() == [3], "the generator goes on after PostgreSQL's last complete day"
-    kinds = [kind for kind, _ in sent]
-    assert kinds[0] == "occupancy" and "staff" in kinds, "the tables are reset to that day first"
+    roles = [role for role, _ in sent]
+    assert roles[0] == TopicRole.OCCUPANCY and TopicRole.STAFF in roles, (
+        "the tables are reset to that day first"
+    )
