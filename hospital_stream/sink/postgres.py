@@ -7,7 +7,7 @@ acknowledges its messages only after :meth:`PostgresSink.store` returns, i.e. af
 
 A chunk whose rows PostgreSQL rejects is retried in halves inside savepoints down to single
 rows, so only the bad rows go to ``dead_letters`` (with topic, partition, offset, row number,
-reason and bytes) and a chunk with one bad row costs a few dozen small COPYs, not thousands.
+kind, day, reason and bytes) and a chunk with one bad row costs a few dozen small COPYs, not thousands.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from hospital_stream.schema import TRANSFER_COLUMNS, TableSpec
 from hospital_stream.settings import Settings
 from hospital_stream.wire.batch import BatchHeader, BatchMessage, parse_batch_message
 from hospital_stream.wire.copy_text import encode_copy_rows
+from hospital_stream.wire.dead_letters import DeadLetterKind
 from hospital_stream.wire.messages import (
     StreamedTransfer,
     WardCensus,
@@ -63,8 +64,12 @@ class Incoming:
 
 @dataclasses.dataclass(frozen=True)
 class DeadLetter:
+    """A message, or one row of a batch chunk, that could not be stored: a row of ``dead_letters``."""
+
     source: Incoming
+    kind: DeadLetterKind
     reason: str
+    sim_day: int | None = None  # the simulated day, when the message parsed far enough to tell
     row_number: int = 0
     payload: bytes | None = None  # default: the whole message
     table: str | None = None  # for a row of a batch chunk
@@ -202,22 +207,25 @@ class PostgresSink(Service):
         async with self.pool.connection() as conn, conn.transaction():
             run_id = await self._run_id(conn)
             for message in messages:
+                day: int | None = None  # known once the message parsed (a run mismatch has one)
                 try:
-                    kind = self.topics[message.topic]
-                    if kind == TopicRole.STREAMED:
+                    role = self.topics[message.topic]
+                    if role == TopicRole.STREAMED:
                         transfer = parse_streamed_transfer(message.value, self.context)
+                        day = transfer.day
                         _check_run(transfer.run_id, run_id)
                         streamed[transfer.transfer_id] = transfer
-                    elif kind == TopicRole.BATCH:
+                    elif role == TopicRole.BATCH:
                         batch = parse_batch_message(message.value)
+                        day = batch.header.day
                         _check_run(batch.header.run_id, run_id)
                         batches.append((message, batch))
-                    elif kind == TopicRole.CENSUS:
+                    elif role == TopicRole.CENSUS:
                         census.append(parse_ward_census(message.value))
                     else:
                         dead.append(parse_dead_letter(message.value))
                 except InvalidMessage as exc:
-                    dead.append(DeadLetter(message, str(exc)))
+                    dead.append(DeadLetter(message, DeadLetterKind.INVALID_MESSAGE, str(exc), day))
             if streamed:
                 await self._merge_streamed(conn, list(streamed.values()))
                 result.transfers_streamed += len(streamed)
@@ -234,7 +242,9 @@ class PostgresSink(Service):
                         result.chunks += 1
                     except ChunkOutOfOrder as exc:  # its copy sent again is stored
                         await self._release_chunk(conn, batch)
-                        dead.append(DeadLetter(message, str(exc)))
+                        dead.append(
+                            DeadLetter(message, DeadLetterKind.OUT_OF_ORDER, str(exc), batch.header.day)
+                        )
                 else:
                     result.replayed_chunks += 1
             stream_days = {t.day for t in streamed.values()} | closed
@@ -291,7 +301,7 @@ class PostgresSink(Service):
                 topic, -1, transfer.transfer_id, transfer.dumps(), str(transfer.admission_id).encode()
             )
             reason = f"streamed transfer {transfer.transfer_id} is not in the batch of day {transfer.day}"
-            letters.append(DeadLetter(source, reason))
+            letters.append(DeadLetter(source, DeadLetterKind.UNCONFIRMED_STREAM, reason, transfer.day))
         return letters
 
     async def _claim_chunk(self, conn: psycopg.AsyncConnection[Any], batch: BatchMessage) -> bool:
@@ -365,8 +375,17 @@ class PostgresSink(Service):
         if len(lines) == 1:
             number, line = lines[0]
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            header = batch.header
             dead.append(
-                DeadLetter(message, f"{batch.header.table}: {reason}", number, line, batch.header.table)
+                DeadLetter(
+                    message,
+                    DeadLetterKind.BAD_ROW,
+                    f"{header.table}: {reason}",
+                    header.day,
+                    row_number=number,
+                    payload=line,
+                    table=header.table,
+                )
             )
             return 0
         half = len(lines) // 2
@@ -411,6 +430,8 @@ class PostgresSink(Service):
                     source.key,
                     letter.row_number,
                     letter.table,
+                    str(letter.kind),
+                    letter.sim_day,
                     letter.reason[:1000],
                     payload[:DEAD_LETTER_PAYLOAD_BYTES],
                     len(payload),
@@ -419,10 +440,12 @@ class PostgresSink(Service):
         async with conn.cursor() as cur:
             await cur.executemany(
                 'INSERT INTO dead_letters (topic, partition, "offset", message_key, row_number, table_name,'
-                " reason, payload, payload_bytes) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " kind, sim_day, reason, payload, payload_bytes)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 # the same message again (redelivered, or replayed and still bad): one row, open again
                 ' ON CONFLICT (topic, partition, "offset", row_number)'
-                " DO UPDATE SET reason = EXCLUDED.reason, payload = EXCLUDED.payload,"
+                " DO UPDATE SET kind = EXCLUDED.kind, sim_day = EXCLUDED.sim_day,"
+                " reason = EXCLUDED.reason, payload = EXCLUDED.payload,"
                 " payload_bytes = EXCLUDED.payload_bytes, message_key = EXCLUDED.message_key,"
                 " table_name = EXCLUDED.table_name, received_at = now(), replayed_at = NULL",
                 rows,
@@ -501,7 +524,8 @@ async def _copy(
 
 
 def parse_dead_letter(raw: bytes | None) -> DeadLetter:
-    """A dead letter an agent sent through the dead-letter topic (see models.encode_dead_letter)."""
+    """A dead letter an agent sent through the dead-letter topic (see
+    wire.dead_letters.encode_dead_letter); one without a kind is ``agent_rejected``."""
     try:
         obj = json.loads(raw or b"null")
         source = Incoming(
@@ -511,7 +535,10 @@ def parse_dead_letter(raw: bytes | None) -> DeadLetter:
             bytes.fromhex(obj["payload"]),
             bytes.fromhex(obj["key"]) or None,
         )
-        return DeadLetter(source, str(obj["reason"]))
+        kind = DeadLetterKind(obj.get("kind", DeadLetterKind.AGENT_REJECTED))
+        if kind is DeadLetterKind.UNCLASSIFIED:
+            raise ValueError("kind 'unclassified' is only for letters stored before it existed")
+        return DeadLetter(source, kind, str(obj["reason"]))
     except (TypeError, KeyError, ValueError) as exc:
         raise InvalidMessage(f"malformed dead letter: {exc!r}") from exc
 

@@ -60,12 +60,11 @@ TABLE_ROWS = """
 """
 
 #: streamed transfers that their day's batch did not hold (moved to the dead letters), per day
+#: of a range (an index range on dead_letters_kind_day_idx)
 UNCONFIRMED_BY_DAY = """
-    SELECT day::int, count(*) FROM (
-        SELECT substring(reason from 'not in the batch of day ([0-9]+)') AS day
-        FROM dead_letters WHERE partition = -1
-    ) unconfirmed
-    WHERE day IS NOT NULL GROUP BY day
+    SELECT sim_day, count(*) FROM dead_letters
+    WHERE kind = 'unconfirmed_stream' AND sim_day BETWEEN %s AND %s
+    GROUP BY sim_day
 """
 
 
@@ -257,8 +256,9 @@ class Dashboard(Service):
             await self.fetch("SELECT count(*), count(*) FILTER (WHERE replayed_at IS NULL) FROM dead_letters")
         )[0]
         recent = await self.fetch(
-            'SELECT dead_letter_id, topic, partition, "offset", row_number, table_name, left(reason, 300),'
-            " payload_bytes, received_at FROM dead_letters ORDER BY dead_letter_id DESC LIMIT 5"
+            'SELECT dead_letter_id, topic, partition, "offset", row_number, table_name, kind, sim_day,'
+            " left(reason, 300), payload_bytes, received_at FROM dead_letters"
+            " ORDER BY dead_letter_id DESC LIMIT 5"
         )
         fields = (
             "id",
@@ -267,6 +267,8 @@ class Dashboard(Service):
             "offset",
             "row_number",
             "table",
+            "kind",
+            "sim_day",
             "reason",
             "bytes",
             "received_at",
@@ -288,7 +290,7 @@ class Dashboard(Service):
             " FROM transfers WHERE sim_day BETWEEN %s AND %s GROUP BY sim_day",
             (first, last_day),
         )
-        unconfirmed = dict(await self.fetch(UNCONFIRMED_BY_DAY))
+        unconfirmed = dict(await self.fetch(UNCONFIRMED_BY_DAY, (first, last_day)))
         by_day = {row[0]: row for row in rows}
         complete = [by_day.get(day, (day, 0, 0, 0, 0, 0, 0)) for day in range(first, last_day + 1)]
         days = reconcile(complete, unconfirmed, self.settings.start_date)

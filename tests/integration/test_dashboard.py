@@ -271,9 +271,18 @@ def test_every_json_endpoint_returns_the_live_numbers(worker):
     assert pipeline["sink"]["flushes"] > 0 and pipeline["sink"]["last_flush"]["seconds"] > 0
     assert pipeline["database_login"] == "hospital_readonly"  # the dashboard reads as the reader
     with psycopg.connect(url) as conn:
-        letters = conn.execute("SELECT dead_letter_id, reason FROM dead_letters ORDER BY 1 DESC").fetchall()
+        letters = conn.execute(
+            "SELECT dead_letter_id, kind, sim_day, reason FROM dead_letters ORDER BY 1 DESC"
+        ).fetchall()
     assert pipeline["dead_letters"]["total"] == pipeline["dead_letters"]["open"] == len(letters) == 3
-    assert [(x["id"], x["reason"]) for x in pipeline["dead_letters"]["recent"]] == [tuple(r) for r in letters]
+    recent = pipeline["dead_letters"]["recent"]
+    assert [(x["id"], x["kind"], x["sim_day"], x["reason"]) for x in recent] == [tuple(r) for r in letters]
+    # the two messages that are no transfer at all have no day; the unconfirmed one is day 3's
+    assert sorted((kind, day) for _, kind, day, _ in letters) == [
+        ("invalid_message", None),
+        ("invalid_message", None),
+        ("unconfirmed_stream", UNCONFIRMED_TRANSFER["day"]),
+    ]
 
     # reconciliation: streamed against batch per day, and the transfer day 3's batch never held
     reconciliation = _get(f"{base}/dashboard/api/reconciliation")
@@ -501,6 +510,7 @@ def test_the_page_shows_the_live_numbers_without_console_errors(worker, tmp_path
     assert state["occupied"] == f"{occupancy['totals']['occupied']:,}"
     assert state["staff"] == f"{staff['staff_count']:,}"
     assert state["dead"].startswith("3 (3 not replayed)")
+    assert f"unconfirmed_stream, day {UNCONFIRMED_TRANSFER['day']}" in state["text"]  # latest letters
     assert state["mismatchDays"] == "1" and state["lag"] == "0 messages"
     today = Settings.from_env(worker["env"]).start_date + dt.timedelta(days=LAST)
     assert (state["simDate"], state["dayNumber"]) == (today.isoformat(), str(DAYS))

@@ -1,5 +1,6 @@
 """The sink on a real PostgreSQL, without the broker: what it does with a batch partition that
-has a hole (a chunk the broker never took, between two it did) and with the copy sent again."""
+has a hole (a chunk the broker never took, between two it did) and with the copy sent again,
+with a chunk holding bad rows, and what migration 0009 makes of dead letters stored before it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from hospital_stream import db, sim
 from hospital_stream.settings import Settings
 from hospital_stream.sink import Incoming, PostgresSink
 from hospital_stream.wire import batch
-from hospital_stream.wire.batch import encode_day
+from hospital_stream.wire.batch import chunk_message, encode_day
+from hospital_stream.wire.dead_letters import DeadLetterKind
 from hospital_stream.wire.roles import TopicRole
 
 pytestmark = [pytest.mark.integration]
@@ -62,7 +64,9 @@ def test_a_chunk_after_a_hole_is_refused_whole_and_its_copy_sent_again_is_stored
     _, refused, again = _store(settings, [first, second[:hole] + second[hole + 1 :], second])
 
     with psycopg.connect(database_url) as conn:
-        letters = conn.execute("SELECT reason FROM dead_letters ORDER BY dead_letter_id").fetchall()
+        letters = conn.execute(
+            "SELECT reason, kind, sim_day, row_number FROM dead_letters ORDER BY dead_letter_id"
+        ).fetchall()
         stored = {
             table: conn.execute(f"SELECT count(*) FROM {table} WHERE sim_day = 1").fetchone()[0]
             for table in ("admissions", "diagnoses", "transfers")
@@ -70,9 +74,93 @@ def test_a_chunk_after_a_hole_is_refused_whole_and_its_copy_sent_again_is_stored
         ledger = conn.execute("SELECT count(*) FROM ingested_chunks WHERE sim_day = 1").fetchone()[0]
     # refused whole, without a ledger entry and without row-by-row dead letters
     assert refused.dead_letters == len(letters) >= 1
-    assert all("came out of order" in reason for (reason,) in letters), letters
+    assert all("came out of order" in reason for reason, *_ in letters), letters
+    assert {(kind, day, row) for _, kind, day, row in letters} == {("out_of_order", 1, 0)}
     # the copy sent again fills the hole and everything after it: nothing of day 1 is lost
     assert again.chunks == len(letters) + 1 and again.dead_letters == 0
     assert ledger == len(second) - 1
     for table, n in stored.items():
         assert n == len(day1.tables[table]), table
+
+
+def test_the_bad_rows_of_a_chunk_are_dead_lettered_with_their_day_and_the_rest_stored(database_url):
+    settings = Settings.from_env({"HOSPITAL_DATABASE_URL": database_url, **HOSPITAL})
+    config = sim.HospitalConfig.from_settings(settings)
+    db.migrate(database_url)
+    with db.connect(database_url) as conn:
+        run_id = db.ensure_run(conn, "run-a", config.to_json())
+    day0, day1 = list(sim.iter_days(config, 2))
+    second = encode_day(run_id, day1)
+    seq = next(i for i, m in enumerate(second) if batch.parse_batch_message(m).header.table == "lab_results")
+    chunk = batch.parse_batch_message(second[seq])
+    lines = chunk.payload.splitlines(keepends=True)
+    bad = {2, len(lines)}  # 1-based, as dead_letters.row_number counts them
+    assert len(lines) > 2
+    for number in bad:  # a lab result id that is no number: PostgreSQL refuses the row
+        lines[number - 1] = b"x" + lines[number - 1]
+    second[seq] = chunk_message(run_id, 1, seq, "lab_results", b"".join(lines), len(lines))
+
+    _, result = _store(settings, [encode_day(run_id, day0), second])
+
+    with psycopg.connect(database_url) as conn:
+        letters = conn.execute(
+            "SELECT kind, sim_day, row_number, table_name, payload FROM dead_letters ORDER BY row_number"
+        ).fetchall()
+        stored = conn.execute("SELECT count(*) FROM lab_results WHERE sim_day = 1").fetchone()[0]
+    assert result.dead_letters == len(letters) == len(bad)
+    assert [(kind, day, row, table) for kind, day, row, table, _ in letters] == [
+        (DeadLetterKind.BAD_ROW, 1, number, "lab_results") for number in sorted(bad)
+    ]
+    assert [payload for *_, payload in letters] == [lines[number - 1] for number in sorted(bad)]
+    assert stored == len(lines) - len(bad)
+
+
+def test_migration_0009_gives_the_dead_letters_stored_before_it_a_kind_and_a_day(database_url, tmp_path):
+    before = tmp_path / "sql"
+    before.mkdir()
+    for migration in db.migrations():
+        if migration.version < 9:
+            (before / migration.path.name).write_text(migration.path.read_text())
+    db.migrate(database_url, before)
+    old = [  # (topic, partition, offset, row_number, reason) as the sink wrote them before 0009
+        ("t.transfers.streamed", -1, 41, 0, "streamed transfer 41 is not in the batch of day 12"),
+        ("t.records.batch", 0, 7, 3, "lab_results: invalid input syntax for type bigint"),
+        (
+            "t.records.batch",
+            0,
+            8,
+            0,
+            "chunk 5/4 (diagnoses) names rows of chunks not stored yet: it came out of order and is"
+            " stored when the generator sends day 5 again",
+        ),
+        ("t.transfers.streamed", 2, 9, 0, "invalid JSON: Expecting value: line 1 column 1 (char 0)"),
+    ]
+    with psycopg.connect(database_url) as conn:
+        with conn.cursor() as cur:
+            cur.executemany(
+                'INSERT INTO dead_letters (topic, partition, "offset", row_number, reason, payload,'
+                " payload_bytes) VALUES (%s, %s, %s, %s, %s, '', 0)",
+                old,
+            )
+
+    assert db.migrate(database_url) == ["0009_add_dead_letter_kind_and_day"]
+
+    with psycopg.connect(database_url) as conn:
+        found = conn.execute('SELECT "offset", kind, sim_day FROM dead_letters ORDER BY "offset"').fetchall()
+        assert found == [
+            (7, "bad_row", None),
+            (8, "out_of_order", 5),
+            (9, "unclassified", None),
+            (41, "unconfirmed_stream", 12),
+        ]
+        with pytest.raises(psycopg.errors.NotNullViolation):  # new rows name their kind
+            conn.execute(
+                'INSERT INTO dead_letters (topic, partition, "offset", reason, payload, payload_bytes)'
+                " VALUES ('t', 0, 1, 'r', '', 0)"
+            )
+        conn.rollback()
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute(
+                'INSERT INTO dead_letters (topic, partition, "offset", kind, reason, payload, payload_bytes)'
+                " VALUES ('t', 0, 1, 'misc', 'r', '', 0)"
+            )

@@ -360,6 +360,7 @@ async def test_a_malformed_occupancy_change_is_dead_lettered_and_the_agent_goes_
         bad.message.offset,
     )
     assert bytes.fromhex(letter["payload"]) == raw and letter["reason"]
+    assert letter["kind"] == "agent_rejected"
     assert occupancy_by_ward[str(ward)]["patients"] == {"7": 42}
 
 
@@ -407,6 +408,7 @@ async def test_a_malformed_staff_change_is_dead_lettered_and_the_agent_goes_on(w
     assert key == b"5"
     assert (letter["topic"], letter["offset"]) == (topics.STAFF_CHANGES, bad.message.offset)
     assert bytes.fromhex(letter["payload"]) == bad_raw and "promote" in letter["reason"]
+    assert letter["kind"] == "agent_rejected"
     assert assignment_by_staff["5"]["role"] == "nurse"
 
 

@@ -212,7 +212,8 @@
               { class: "letters" },
               dead.recent.map((d) =>
                 el("li", null, el("code", null, "#" + d.id + " " + d.topic + "[" + d.partition + "]@" + d.offset +
-                  (d.row_number ? " row " + d.row_number : "")), " ", d.reason)
+                  (d.row_number ? " row " + d.row_number : "")), " ",
+                  el("strong", null, d.kind + (d.sim_day === null ? "" : ", day " + d.sim_day)), " ", d.reason)
               )
             ),
           ]
