@@ -51,7 +51,7 @@ from benchmarks.common import (
     to_json,
     traversable_tempdir,
 )
-from hospital_stream import db
+from hospital_stream import db, schema
 from hospital_stream.devstack import stack
 from hospital_stream.metrics import STAGES
 from hospital_stream.settings import Settings
@@ -255,7 +255,7 @@ def _day_filters(conn: psycopg.Connection[Any]) -> dict[str, tuple[sql.Composabl
         t: (sql.SQL("sim_day = 0"), sql.SQL("sim_day > 0"))
         if t in with_day
         else (sql.SQL("true"), sql.SQL("false"))
-        for t in db.DATA_TABLES
+        for t in schema.DATA_TABLES
     }
 
 
@@ -264,7 +264,7 @@ def _fresh_tables(conn: psycopg.Connection[Any]) -> None:
     and the foreign keys, which point at the copies."""
     conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(SCHEMA)))
     conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(SCHEMA)))
-    for table in db.DATA_TABLES:
+    for table in schema.DATA_TABLES:
         conn.execute(
             sql.SQL("CREATE TABLE {}.{} (LIKE public.{} INCLUDING ALL)").format(
                 sql.Identifier(SCHEMA), sql.Identifier(table), sql.Identifier(table)
@@ -294,7 +294,7 @@ def bare_copy(conn: psycopg.Connection[Any], phases: Sequence[Phase], spool: Pat
     spool.mkdir(parents=True, exist_ok=True)
     for index, phase in enumerate(phases):
         files = {}
-        for table in db.DATA_TABLES:
+        for table in schema.DATA_TABLES:
             path = spool / f"{table}.copy"
             query = sql.SQL("COPY (SELECT * FROM public.{} WHERE {}) TO STDOUT").format(
                 sql.Identifier(table), filters[table][index]

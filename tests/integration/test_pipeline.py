@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 
-from hospital_stream import db, sim
+from hospital_stream import db, schema, sim
 from hospital_stream.settings import DEFAULT_ADMIN_USER, DEFAULT_READER_USER, Settings
 from hospital_stream.tools import plan, validate
 from hospital_stream.wire import batch
@@ -81,7 +81,7 @@ def data_checksums(url: str) -> dict[str, tuple[int, str]]:
     """Row count and an md5 of every data table's rows in key order."""
     sums = {}
     with psycopg.connect(url) as conn:
-        for table in db.DATA_TABLES:
+        for table in schema.DATA_TABLES:
             row = conn.execute(
                 "SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), ''))"
                 f" FROM {table} t"
