@@ -1,1 +1,1 @@
-"""Tools over stored runs: export, validate, plan."""
+"""Tools over stored runs: export, validate, plan, dead letters, the run's topics."""

@@ -14,7 +14,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from hospital_stream import db
-from hospital_stream.devstack import stack
+from hospital_stream.devstack import postgres, stack
 from hospital_stream.errors import StackError
 from hospital_stream.settings import DEFAULT_ADMIN_USER, DEFAULT_READER_USER, DEFAULT_WORKER_USER, with_user
 
@@ -153,7 +153,7 @@ def test_up_makes_the_default_logins_members_of_their_groups_and_is_idempotent(e
 def test_a_missing_login_is_created_with_its_password_and_an_existing_role_is_left_alone(embedded_stack):
     name = f"login_{uuid.uuid4().hex[:8]}"
     host, port = embedded_stack.database_address
-    superuser = f"postgresql://{stack.PG_SUPERUSER}@{host}:{port}/postgres"  # as compose's migrate runs
+    superuser = f"postgresql://{postgres.PG_SUPERUSER}@{host}:{port}/postgres"  # as compose's migrate runs
     with psycopg.connect(superuser, autocommit=True) as conn:
         conn.execute(f'CREATE ROLE "{name}" LOGIN')
         writer = with_user(embedded_stack.database_url, f"{name}_w").replace("@", ":pw-1@", 1)

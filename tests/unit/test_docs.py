@@ -17,7 +17,6 @@ from pathlib import Path
 import click
 import pytest
 
-from hospital_stream import cli
 from hospital_stream.cli import main
 from hospital_stream.settings import documented_settings
 
@@ -319,9 +318,9 @@ def test_every_relative_link_points_at_something_that_exists():
 # --- the progress line ------------------------------------------------------------------------
 
 
-def _cli_module() -> types.ModuleType:
-    """The module holding ``_Progress``: hospital_stream.cli, or hospital_stream.cli.main."""
-    return cli if hasattr(cli, "_Progress") else importlib.import_module("hospital_stream.cli.main")
+def _progress_module() -> types.ModuleType:
+    """The module holding ``Progress``, the line ``run`` prints: the run supervisor."""
+    return importlib.import_module("hospital_stream.devstack.supervisor")
 
 
 def shape(line: str) -> str:
@@ -331,9 +330,9 @@ def shape(line: str) -> str:
 
 @pytest.fixture
 def progress_lines(monkeypatch, capsys) -> list[str]:
-    """A progress line and a summary line printed by the real ``_Progress``, on a fake database."""
-    module = _cli_module()
-    progress_class = module._Progress
+    """A progress line and a summary line printed by the real ``Progress``, on a fake database."""
+    module = _progress_module()
+    progress_class = module.Progress
     stored = {"day": 11}
 
     class Connection:
@@ -352,13 +351,7 @@ def progress_lines(monkeypatch, capsys) -> list[str]:
         last_complete_day=lambda conn: stored["day"],
         table_row_counts=lambda conn: {"icd10_codes": 95, "wards": 45, "patients": 5_000_000},
     )
-    if hasattr(module, "db"):
-        monkeypatch.setattr(module, "db", fake)
-    else:
-        for name in vars(fake):
-            if hasattr(module, name):
-                monkeypatch.setattr(module, name, getattr(fake, name))
-    monkeypatch.setattr(progress_class, "_plan", lambda self: None)  # no simulated sample
+    monkeypatch.setattr(module, "db", fake)  # no plan is passed, so no simulated sample either
     settings = types.SimpleNamespace(
         start_date=dt.date(2020, 1, 1), database_url="postgresql://fake/hospital", schedule_days=864
     )

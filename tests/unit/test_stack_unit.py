@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from hospital_stream.devstack import stack
+from hospital_stream.devstack import postgres, processes, stack
 from hospital_stream.errors import StackError
 from hospital_stream.settings import Settings
 
 
-def _fake_bin(folder: Path, version: str = "15.4", programs=stack.PG_PROGRAMS) -> Path:
+def _fake_bin(folder: Path, version: str = "15.4", programs=postgres.PG_PROGRAMS) -> Path:
     folder.mkdir(parents=True)
     for name in programs:
         path = folder / name
@@ -41,7 +41,7 @@ def sleeper():
 def test_explicit_pg_bin_wins_over_system_and_bundled(tmp_path):
     explicit = _fake_bin(tmp_path / "mine")
     _fake_bin(tmp_path / "system" / "16" / "bin")
-    candidates = stack._pg_bin_candidates(
+    candidates = postgres._pg_bin_candidates(
         {"HOSPITAL_PG_BIN": str(explicit)},
         tmp_path / "system",
         _fake_bin(tmp_path / "wheel"),
@@ -52,7 +52,7 @@ def test_explicit_pg_bin_wins_over_system_and_bundled(tmp_path):
 def test_explicit_pg_bin_without_programs_is_an_error(tmp_path):
     folder = _fake_bin(tmp_path / "mine", programs=("initdb", "postgres"))
     with pytest.raises(StackError, match="HOSPITAL_PG_BIN=.*pg_ctl"):
-        stack._pg_bin_candidates({"HOSPITAL_PG_BIN": str(folder)}, tmp_path, None)
+        postgres._pg_bin_candidates({"HOSPITAL_PG_BIN": str(folder)}, tmp_path, None)
 
 
 def test_system_versions_sort_numerically_then_bundled(tmp_path):
@@ -61,7 +61,7 @@ def test_system_versions_sort_numerically_then_bundled(tmp_path):
         _fake_bin(root / version / "bin")
     _fake_bin(root / "17" / "bin", programs=("initdb", "pg_ctl"))  # client only: skipped
     wheel = _fake_bin(tmp_path / "wheel")
-    candidates = stack._pg_bin_candidates({}, root, wheel)
+    candidates = postgres._pg_bin_candidates({}, root, wheel)
     assert candidates == [
         ("system", root / "15" / "bin"),
         ("system", root / "13" / "bin"),
@@ -71,9 +71,9 @@ def test_system_versions_sort_numerically_then_bundled(tmp_path):
 
 
 def test_no_binaries_is_one_clear_error(tmp_path):
-    assert stack._pg_bin_candidates({}, tmp_path / "none", tmp_path / "nowheel") == []
+    assert postgres._pg_bin_candidates({}, tmp_path / "none", tmp_path / "nowheel") == []
     with pytest.raises(StackError, match="no PostgreSQL binaries found"):
-        stack._choose_pg_bin([], None)
+        postgres._choose_pg_bin([], None)
 
 
 def test_existing_data_folder_picks_binaries_of_its_version(tmp_path):
@@ -82,17 +82,17 @@ def test_existing_data_folder_picks_binaries_of_its_version(tmp_path):
     candidates = [("system", v15), ("pgserver", v16)]
     pgdata = tmp_path / "pgdata"
     pgdata.mkdir()
-    assert stack._choose_pg_bin(candidates, pgdata) == v15
+    assert postgres._choose_pg_bin(candidates, pgdata) == v15
     (pgdata / "PG_VERSION").write_text("16\n")
-    assert stack._choose_pg_bin(candidates, pgdata) == v16
+    assert postgres._choose_pg_bin(candidates, pgdata) == v16
     (pgdata / "PG_VERSION").write_text("14\n")
     with pytest.raises(StackError, match="pgdata was made by PostgreSQL 14 .*15 \\(system\\), 16"):
-        stack._choose_pg_bin(candidates, pgdata)
+        postgres._choose_pg_bin(candidates, pgdata)
 
 
 def test_bundled_pg_bin_is_found_without_importing_pgserver():
     sys.modules.pop("pgserver", None)
-    folder = stack._bundled_pg_bin()
+    folder = postgres._bundled_pg_bin()
     assert "pgserver" not in sys.modules
     assert folder is not None and folder.parts[-3:] == ("pgserver", "pginstall", "bin")
 
@@ -119,7 +119,7 @@ def test_a_database_url_naming_another_server_is_refused_before_anything_starts(
     with pytest.raises(StackError, match=r"names 127\.0\.0\.1:5999, but the embedded PostgreSQL listens on"):
         stack.up(settings, only=["postgres"])
     assert not (tmp_path / "pgdata").exists()
-    stack._check_one_server(_settings(tmp_path))  # the derived URLs always name the one server
+    postgres._check_one_server(_settings(tmp_path))  # the derived URLs always name the one server
 
 
 @pytest.mark.parametrize("content", ["not a pid\n", "", "999999999\n"])
@@ -151,13 +151,13 @@ def test_down_rejects_unknown_service(tmp_path):
 
 
 def test_socket_dir_falls_back_to_short_path_for_deep_home(tmp_path):
-    shallow = stack._paths(_settings(tmp_path))
+    shallow = processes._paths(_settings(tmp_path))
     assert shallow.socket_dir == tmp_path.resolve() / "run"
     deep = tmp_path / ("d" * 60) / ("e" * 60)
-    paths = stack._paths(_settings(deep))
+    paths = processes._paths(_settings(deep))
     assert len(f"{paths.socket_dir}/.s.PGSQL.15432") <= 107
-    assert paths.socket_dir == stack._paths(_settings(deep)).socket_dir
-    assert paths.socket_dir != stack._paths(_settings(deep / "other")).socket_dir
+    assert paths.socket_dir == processes._paths(_settings(deep)).socket_dir
+    assert paths.socket_dir != processes._paths(_settings(deep / "other")).socket_dir
 
 
 @pytest.fixture
@@ -170,13 +170,13 @@ def open_tmp():
 
 
 def test_untraversable_home_is_reported(open_tmp):
-    nobody = stack._PgUser("nobody", 65534, 65534)
+    nobody = postgres._PgUser("nobody", 65534, 65534)
     if os.geteuid() == nobody.uid or not all(p.stat().st_mode & 0o001 for p in open_tmp.parents):
         pytest.skip("needs a searchable temp folder and a user other than nobody")
     locked = open_tmp / "locked"
     (locked / "home").mkdir(parents=True)
     locked.chmod(0o700)
     with pytest.raises(StackError, match=f"nobody, which cannot enter {locked} \\(mode 700\\)"):
-        stack._check_traversable(locked / "home", nobody)
+        postgres._check_traversable(locked / "home", nobody)
     locked.chmod(0o711)
-    stack._check_traversable(locked / "home", nobody)
+    postgres._check_traversable(locked / "home", nobody)
