@@ -90,6 +90,7 @@ class WorkerServices(Service):
     async def on_started(self) -> None:
         global _current
         _current = self
+        _ready.set()
 
     async def _send_generated(self, role: TopicRole, key: str, value: Any) -> Any:
         """Send for the generator; returns the awaitable of the broker's acknowledgement.
@@ -103,13 +104,15 @@ class WorkerServices(Service):
 
 
 _current: WorkerServices | None = None
+_ready = asyncio.Event()  # bound to the worker's loop when first awaited
 
 
 async def started() -> WorkerServices:
     """The worker's services, once they have all started (an agent may get its first message,
     and a timer its first tick, before the app's services are up)."""
-    while _current is None:
-        await asyncio.sleep(0.05)
+    if _current is None:
+        await _ready.wait()
+    assert _current is not None
     return _current
 
 

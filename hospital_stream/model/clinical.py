@@ -404,7 +404,7 @@ def _lab_table() -> _LabTable:
         codes=tuple(t.code for t in tests),
         panels=panels,
         panel_order=np.array([i for p in panels for i, t in enumerate(tests) if t.panel == p]),
-        panel_start=np.cumsum([0] + sizes[:-1]),
+        panel_start=np.cumsum([0, *sizes[:-1]]),
         panel_size=np.array(sizes),
         log=log,
         centre=(low_t + high_t) / 2,

@@ -502,8 +502,7 @@ class Hospital:
             for p in state.inpatients.values()
         }
         occupancy = {w.ward_id: 0 for w in config.wards}
-        for ward_id, count in state.occupancy().items():
-            occupancy[ward_id] = count
+        occupancy.update(state.occupancy())
         # (minute, order, kind, payload): order keeps ties deterministic
         events: list[tuple[int, int, str, Any]] = []
         order = 0
@@ -592,7 +591,7 @@ class Hospital:
                 continue
             patient = state.inpatients[payload]
             ids = (patient.admission_id, patient.patient_id)
-            when, target = patient.plan[0]
+            _, target = patient.plan[0]
             if target == 0:  # discharge
                 record(*ids, "discharge", patient.ward_id, None, minute)
                 cancel = None if patient.dies else entered_in_error("discharge", minute)

@@ -238,6 +238,4 @@ def is_valid_national_id(number: str, birth_date: dt.date | None = None, sex: st
         return False
     if birth_date is not None and number[:6] != birth_date.strftime("%y%m%d"):
         return False
-    if sex is not None and (int(number[6:10]) >= 5000) != (sex == "M"):
-        return False
-    return True
+    return sex is None or (int(number[6:10]) >= 5000) == (sex == "M")

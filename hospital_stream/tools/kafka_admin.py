@@ -23,7 +23,7 @@ def delete_topics(settings: Settings) -> list[str]:
             ours = [
                 t
                 for t in await admin.list_topics()
-                if t.startswith(settings.topic_prefix + ".") or t.startswith(settings.app_id + "-")
+                if t.startswith((settings.topic_prefix + ".", settings.app_id + "-"))
             ]
             if ours:
                 await admin.delete_topics(ours)

@@ -34,7 +34,7 @@ async def occupancy(self: web.View, request: web.Request) -> web.Response:
 async def staff(self: web.View, request: web.Request) -> web.Response:
     """Current assignments per ward and specialty, from ``assignment_by_staff``."""
     grouped: dict[int, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
-    for _, member in assignment_by_staff.items():
+    for member in assignment_by_staff.values():
         if rules.is_assigned(member):
             grouped[member["ward_id"]][member["specialty"]].append(
                 {

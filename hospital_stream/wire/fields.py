@@ -31,7 +31,7 @@ def require(obj: dict[str, Any], name: str, kind: type) -> Any:
     if name not in obj:
         raise InvalidMessage(f"missing field {name!r}")
     value = obj[name]
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise InvalidMessage(f"field {name!r} must be {kind.__name__}")
     return value
 

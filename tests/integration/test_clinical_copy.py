@@ -46,7 +46,7 @@ def test_generated_days_copy_in_and_cost_what_we_measure(database_url, record_pr
     cohort = make_cohort(
         seed=9, per_day=ADMISSIONS_PER_DAY, days=max(MEASURED_DAYS) + 1, stay_scale=STAY_SCALE
     )
-    produced = {table: 0 for table in CLINICAL_TABLES}
+    produced = dict.fromkeys(CLINICAL_TABLES, 0)
     first_rows: dict[str, list[tuple]] = {}
     present = []
     with psycopg.connect(database_url) as conn:

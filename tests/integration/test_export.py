@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import itertools
 import json
 import os
 import pty
@@ -65,7 +66,7 @@ def insert_clinical_rows(url: str) -> None:
             "SELECT admission_id, patient_id, ward_id FROM admissions ORDER BY admission_id LIMIT 3"
         ).fetchall()
         assert len(admissions) == 3
-        (a1, p1, w1), (a2, p2, w2), (a3, p3, _) = admissions
+        (a1, p1, w1), (a2, p2, w2), (a3, _p3, _) = admissions
         conn.cursor().executemany(
             "INSERT INTO lab_results VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
             [
@@ -387,7 +388,7 @@ def test_fhir_encounters_follow_the_transfers(hospital, fhir_dir):
     for admission_id, wards in moves:
         history = encounters[admission_id]["location"]
         assert [int(stay["location"]["reference"].split("/")[1]) for stay in history] == wards
-        for before, after in zip(history, history[1:], strict=False):
+        for before, after in itertools.pairwise(history):
             assert before["period"]["end"] == after["period"]["start"]
     discharged = dict(rows(url, "SELECT admission_id, discharged_at IS NOT NULL FROM admissions"))
     for admission_id, encounter in encounters.items():

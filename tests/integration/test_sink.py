@@ -135,13 +135,12 @@ def test_migration_0009_gives_the_dead_letters_stored_before_it_a_kind_and_a_day
         ),
         ("t.transfers.streamed", 2, 9, 0, "invalid JSON: Expecting value: line 1 column 1 (char 0)"),
     ]
-    with psycopg.connect(database_url) as conn:
-        with conn.cursor() as cur:
-            cur.executemany(
-                'INSERT INTO dead_letters (topic, partition, "offset", row_number, reason, payload,'
-                " payload_bytes) VALUES (%s, %s, %s, %s, %s, '', 0)",
-                old,
-            )
+    with psycopg.connect(database_url) as conn, conn.cursor() as cur:
+        cur.executemany(
+            'INSERT INTO dead_letters (topic, partition, "offset", row_number, reason, payload,'
+            " payload_bytes) VALUES (%s, %s, %s, %s, %s, '', 0)",
+            old,
+        )
 
     assert db.migrate(database_url) == ["0009_add_dead_letter_kind_and_day"]
 

@@ -173,9 +173,8 @@ def test_a_missing_login_is_created_with_its_password_and_an_existing_role_is_le
 def test_busy_postgres_port_is_one_clear_line_and_starts_nothing(new_stack_settings):
     settings = new_stack_settings()
     _, port = settings.database_address
-    with _listening_socket(port):
-        with pytest.raises(StackError) as caught:
-            stack.up(settings)
+    with _listening_socket(port), pytest.raises(StackError) as caught:
+        stack.up(settings)
     message = str(caught.value)
     assert message == (
         f"port {port} on 127.0.0.1 is already in use by another program; "
@@ -187,9 +186,11 @@ def test_busy_postgres_port_is_one_clear_line_and_starts_nothing(new_stack_setti
 def test_lifecycle_busy_broker_port_partial_down_restart_and_down(new_stack_settings):
     settings = new_stack_settings()
     _, kafka_port = settings.kafka_address
-    with _listening_socket(kafka_port):
-        with pytest.raises(StackError, match=f"port {kafka_port} .*HOSPITAL_KAFKA_URL") as caught:
-            stack.up(settings)
+    with (
+        _listening_socket(kafka_port),
+        pytest.raises(StackError, match=f"port {kafka_port} .*HOSPITAL_KAFKA_URL") as caught,
+    ):
+        stack.up(settings)
     assert "\n" not in str(caught.value)
     states = stack.status(settings)
     assert states["postgres"].running and not states["broker"].running
@@ -226,6 +227,6 @@ def test_lifecycle_busy_broker_port_partial_down_restart_and_down(new_stack_sett
 def test_root_refuses_a_home_postgres_cannot_reach(tmp_path, new_stack_settings):
     # tmp_path is under /tmp/pytest-of-root, which is mode 700.
     settings = new_stack_settings().replace(home=tmp_path / "home")
-    with pytest.raises(StackError, match="cannot enter .*chmod o\\+x"):
+    with pytest.raises(StackError, match=r"cannot enter .*chmod o\+x"):
         stack.up(settings)
     assert not any(s.running for s in stack.status(settings).values())

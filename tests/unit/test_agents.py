@@ -80,8 +80,8 @@ def in_loop(test):
     return run
 
 
-async def eventually(predicate, timeout=2.0):
-    deadline = asyncio.get_running_loop().time() + timeout
+async def eventually(predicate, within=2.0):
+    deadline = asyncio.get_running_loop().time() + within
     while not predicate():
         assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
         await asyncio.sleep(0.005)
@@ -467,7 +467,7 @@ async def test_a_database_error_exits_the_worker_with_nothing_acknowledged(worke
 
     monkeypatch.setattr(agents, "exit_now", exit_now)
     worker.sink.failure = DatabaseError("connection refused")
-    with pytest.raises(WorkerExited):
+    with pytest.raises(WorkerExited):  # noqa: PT012 (the agent exits while the test drives it)
         async with agents.store_records.test_context() as agent:
             events = await _put_sink_messages(agent)
             await eventually(lambda: exits)

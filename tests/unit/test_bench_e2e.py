@@ -68,7 +68,7 @@ def _report():
 
 
 def test_ratios_are_per_phase_and_overall():
-    (day0, r0), (later, r1), (both, r2) = bench_e2e.comparisons(_report())
+    (_day0, r0), (_later, r1), (both, r2) = bench_e2e.comparisons(_report())
     assert r0 == pytest.approx(0.1) and r1 == pytest.approx(0.05)
     assert both.total_rows == 1_200_010 and both.pipeline_seconds == 30.0 and both.copy_seconds == 2.5
     assert r2 == pytest.approx(2.5 / 30.0)

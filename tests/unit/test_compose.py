@@ -135,7 +135,7 @@ def depends_on(svc: Mapping[str, Any]) -> dict[str, str]:
     """Dependency -> condition (the short list form means ``service_started``)."""
     deps = svc.get("depends_on") or {}
     if isinstance(deps, list):
-        return {name: "service_started" for name in deps}
+        return dict.fromkeys(deps, "service_started")
     return {name: (spec or {}).get("condition", "service_started") for name, spec in deps.items()}
 
 
@@ -342,7 +342,7 @@ def test_worker_runs_the_faust_worker_and_migrate_the_admin_command() -> None:
     assert command(service("worker")) == WORKER_COMMAND
     assert command(service("migrate")) == ["hospital-stream", "db", "migrate"]
     setup_cfg = (ROOT / "setup.cfg").read_text(encoding="utf-8")
-    assert re.search(r"^\s*hospital-stream\s*=\s*hospital_stream\.cli:main\s*$", setup_cfg, re.M)
+    assert re.search(r"^\s*hospital-stream\s*=\s*hospital_stream\.cli:main\s*$", setup_cfg, re.MULTILINE)
 
 
 def test_migrate_command_resolves_in_the_cli() -> None:
@@ -464,7 +464,7 @@ def test_no_literal_secret_in_the_compose_file() -> None:
     for key, value in env.items():
         if any(word in key for word in SECRET_WORDS):
             assert value not in text, f"the .env.example value of {key} is written into compose"
-    assert not re.search(r"admin[:/]admin", text, re.I)
+    assert not re.search(r"admin[:/]admin", text, re.IGNORECASE)
 
 
 def test_env_example_defines_exactly_the_variables_compose_uses() -> None:
@@ -506,9 +506,9 @@ def test_kafka_is_a_single_kraft_node_with_internal_and_host_listeners() -> None
     assert len(base64.urlsafe_b64decode(env["CLUSTER_ID"] + "==")) == 16
     assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "true"
 
-    listeners = dict(
-        (item.split("://")[0], int(item.rsplit(":", 1)[1])) for item in env["KAFKA_LISTENERS"].split(",")
-    )
+    listeners = {
+        item.split("://")[0]: int(item.rsplit(":", 1)[1]) for item in env["KAFKA_LISTENERS"].split(",")
+    }
     protocol_map = env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"]
     protocols = dict(item.split(":") for item in protocol_map.split(","))
     assert set(listeners) <= set(protocols)

@@ -26,7 +26,7 @@ README = ROOT / "README.md"
 DOCS = ROOT / "docs"
 PAGES = [README, *sorted(DOCS.glob("*.md"))]
 
-FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.S | re.M)
+FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.DOTALL | re.MULTILINE)
 SPAN = re.compile(r"`([^`\n]+(?:\n[^`\n]+)?)`")  # a code span may wrap onto the next line
 COMMAND = re.compile(r"hospital-stream\s+([a-z][a-z-]*)(?:\s+([a-z][a-z-]*))?")
 
@@ -135,7 +135,7 @@ def layout_table() -> set[str]:
     """The paths in the first column of docs/architecture.md's "Package layout" table."""
     page = text(DOCS / "architecture.md")
     start = page.index("### Package layout")
-    end = re.compile(r"^#", re.M).search(page, start + 1)
+    end = re.compile(r"^#", re.MULTILINE).search(page, start + 1)
     section = page[start : end.start() if end else len(page)]
     return {
         span
@@ -282,7 +282,7 @@ def test_the_skip_rules_are_right():
 
 def test_the_two_commands_are_the_readmes_first_section():
     readme = text(README)
-    sections = re.split(r"^## ", prose(readme), flags=re.M)
+    sections = re.split(r"^## ", prose(readme), flags=re.MULTILINE)
     assert sections[1].startswith("The two commands\n"), "the first section is not 'The two commands'"
     first = readme[readme.index("## The two commands") :]
     first = first[: first.index("\n## ")]
@@ -299,7 +299,7 @@ LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 
 def anchors(page: Path) -> set[str]:
     """GitHub's heading anchors of a page."""
-    headings = re.findall(r"^#+ (.+)$", prose(text(page)), re.M)
+    headings = re.findall(r"^#+ (.+)$", prose(text(page)), re.MULTILINE)
     return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
 
 
@@ -386,6 +386,6 @@ def test_the_summary_line_shown_is_the_one_run_prints(progress_lines):
     real = next(line for line in progress_lines if line.startswith("stored day"))
     for page, line in doc_lines("; rows: "):
         head, _, rows = line.partition("; rows: ")
-        real_head, _, real_rows = real.partition("; rows: ")
+        real_head, _, _real_rows = real.partition("; rows: ")
         assert shape(head) == shape(real_head), f"{relative(page)} shows {line!r}, run prints {real!r}"
         assert re.fullmatch(r"(\w+ N, )*(\w+ N|\.\.\.)", shape(rows)), f"{relative(page)}: {line!r}"

@@ -75,7 +75,7 @@ def test_no_ward_ever_above_its_beds_or_below_zero(days):
             if to_ward is not None:
                 occupied[to_ward] += 1
             assert 0 <= occupied[to_ward or from_ward] <= beds[to_ward or from_ward]
-        assert dict(occupied) == {k: v for k, v in records.state.occupancy().items()} | {
+        assert dict(occupied) == dict(records.state.occupancy().items()) | {
             k: 0 for k in occupied if k not in records.state.occupancy()
         }
 
@@ -198,7 +198,7 @@ def test_date_and_fixed_width_columns_render_like_python():
     ]
     assert [row[0] for row in table.rows()] == [d.isoformat() for d in dates]
     assert table.copy_text() == copy_text.encode_copy_rows(table.rows())
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="digit"):
         columns.Digits(np.array([10_000]), 4)
 
 

@@ -51,7 +51,7 @@ def test_explicit_pg_bin_wins_over_system_and_bundled(tmp_path):
 
 def test_explicit_pg_bin_without_programs_is_an_error(tmp_path):
     folder = _fake_bin(tmp_path / "mine", programs=("initdb", "postgres"))
-    with pytest.raises(StackError, match="HOSPITAL_PG_BIN=.*pg_ctl"):
+    with pytest.raises(StackError, match=r"HOSPITAL_PG_BIN=.*pg_ctl"):
         postgres._pg_bin_candidates({"HOSPITAL_PG_BIN": str(folder)}, tmp_path, None)
 
 
@@ -86,7 +86,7 @@ def test_existing_data_folder_picks_binaries_of_its_version(tmp_path):
     (pgdata / "PG_VERSION").write_text("16\n")
     assert postgres._choose_pg_bin(candidates, pgdata) == v16
     (pgdata / "PG_VERSION").write_text("14\n")
-    with pytest.raises(StackError, match="pgdata was made by PostgreSQL 14 .*15 \\(system\\), 16"):
+    with pytest.raises(StackError, match=r"pgdata was made by PostgreSQL 14 .*15 \(system\), 16"):
         postgres._choose_pg_bin(candidates, pgdata)
 
 
