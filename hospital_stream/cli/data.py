@@ -130,10 +130,14 @@ def dlq_list(limit: int, show_all: bool) -> None:
     with _database(_settings()) as conn:
         rows = dead_letters.newest(conn, limit, show_all)
         total = dead_letters.count_not_replayed(conn)
-    for letter_id, topic, partition, offset, row_number, size, reason, replayed in rows:
-        where = f"{topic}[{partition}]@{offset}" + (f" row {row_number}" if row_number else "")
+    for row in rows:
+        where = f"{row['topic']}[{row['partition']}]@{row['offset']}"
+        where += f" row {row['row_number']}" if row["row_number"] else ""
+        kind = row["kind"] + (f" day {row['sim_day']}" if row["sim_day"] is not None else "")
+        replayed = row["replayed_at"]
         note = f" (replayed {replayed:%Y-%m-%d %H:%M})" if replayed else ""
-        click.echo(f"{letter_id:>8}  {where:48} {size:>8} B  {reason[:120]}{note}")
+        size = f"{row['payload_bytes']:>8} B"
+        click.echo(f"{row['dead_letter_id']:>8}  {where:48} {size}  {kind:24} {row['reason'][:120]}{note}")
     click.echo(f"{total:,} not replayed")
 
 

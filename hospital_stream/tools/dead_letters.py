@@ -7,19 +7,21 @@ from typing import Any
 
 import click
 import psycopg
+from psycopg.rows import dict_row
 
 from hospital_stream.errors import DatabaseError, HospitalStreamError
 from hospital_stream.settings import Settings
 
 
-def newest(conn: psycopg.Connection[Any], limit: int, show_all: bool) -> list[tuple[Any, ...]]:
-    """Dead letters newest first: those not replayed yet, or ``show_all``."""
-    return conn.execute(
-        'SELECT dead_letter_id, topic, partition, "offset", row_number, payload_bytes, reason,'
-        " replayed_at FROM dead_letters WHERE %s OR replayed_at IS NULL"
-        " ORDER BY dead_letter_id DESC LIMIT %s",
-        (show_all, limit),
-    ).fetchall()
+def newest(conn: psycopg.Connection[Any], limit: int, show_all: bool) -> list[dict[str, Any]]:
+    """Dead letters newest first, as rows by column name: those not replayed yet, or ``show_all``."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            'SELECT dead_letter_id, topic, partition, "offset", row_number, payload_bytes, kind,'
+            " sim_day, reason, replayed_at FROM dead_letters WHERE %s OR replayed_at IS NULL"
+            " ORDER BY dead_letter_id DESC LIMIT %s",
+            (show_all, limit),
+        ).fetchall()
 
 
 def count_not_replayed(conn: psycopg.Connection[Any]) -> int:
