@@ -49,13 +49,20 @@ def _store(settings: Settings, batches: list[list[bytes]]) -> list:
     return asyncio.run(run())
 
 
-def test_a_chunk_after_a_hole_is_refused_whole_and_its_copy_sent_again_is_stored(database_url):
+@pytest.fixture
+def two_days(database_url):
+    """A migrated database holding a run, and the model's first two days of that run."""
     settings = Settings.from_env({"HOSPITAL_DATABASE_URL": database_url, **HOSPITAL})
     config = sim.HospitalConfig.from_settings(settings)
     db.migrate(database_url)
     with db.connect(database_url) as conn:
         run_id = db.ensure_run(conn, "run-a", config.to_json())
     day0, day1 = list(sim.iter_days(config, 2))
+    return settings, run_id, day0, day1
+
+
+def test_a_chunk_after_a_hole_is_refused_whole_and_its_copy_sent_again_is_stored(two_days, database_url):
+    settings, run_id, day0, day1 = two_days
     first, second = encode_day(run_id, day0), encode_day(run_id, day1)
     tables = [batch.parse_batch_message(m).header.table for m in second]
     hole = tables.index("admissions")
@@ -83,13 +90,8 @@ def test_a_chunk_after_a_hole_is_refused_whole_and_its_copy_sent_again_is_stored
         assert n == len(day1.tables[table]), table
 
 
-def test_the_bad_rows_of_a_chunk_are_dead_lettered_with_their_day_and_the_rest_stored(database_url):
-    settings = Settings.from_env({"HOSPITAL_DATABASE_URL": database_url, **HOSPITAL})
-    config = sim.HospitalConfig.from_settings(settings)
-    db.migrate(database_url)
-    with db.connect(database_url) as conn:
-        run_id = db.ensure_run(conn, "run-a", config.to_json())
-    day0, day1 = list(sim.iter_days(config, 2))
+def test_the_bad_rows_of_a_chunk_are_dead_lettered_with_their_day_and_the_rest_stored(two_days, database_url):
+    settings, run_id, day0, day1 = two_days
     second = encode_day(run_id, day1)
     seq = next(i for i, m in enumerate(second) if batch.parse_batch_message(m).header.table == "lab_results")
     chunk = batch.parse_batch_message(second[seq])
