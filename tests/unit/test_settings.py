@@ -78,7 +78,7 @@ def test_every_setting_is_documented_and_prefixed():
 def test_parse_speed():
     assert parse_speed("MAX") is None
     assert parse_speed("1800") == 1800.0
-    with pytest.raises(ValueError, match="above 0 or .max"):
+    with pytest.raises(ValueError, match=r"above 0 or .max"):
         parse_speed("fast")
 
 
