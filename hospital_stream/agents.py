@@ -25,7 +25,6 @@ import sys
 import time
 from typing import Any, NoReturn
 
-import faust
 from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
 from faust.types import TP
 
@@ -40,6 +39,7 @@ from hospital_stream.tables import assignment_by_staff, occupancy_by_ward
 from hospital_stream.wire.batch import batch_table, parse_batch_message
 from hospital_stream.wire.dead_letters import encode_dead_letter
 from hospital_stream.wire.messages import (
+    Message,
     WardCensus,
     parse_occupancy_change,
     parse_staff_change,
@@ -175,7 +175,7 @@ async def _changes(event: Any) -> list[Any]:
         if event.message.topic == topics.STREAMED_TRANSFERS:
             transfer = parse_streamed_transfer(event.value, services.context())
             # the transfer's own send time travels on, so the table agent can tell its latency
-            changes = [
+            changes: list[tuple[Any, int, Message]] = [
                 (topics.occupancy_changes, change.ward_id, change)
                 for change in rules.occupancy_changes_for_transfer(transfer)
             ]
@@ -199,7 +199,7 @@ async def _changes(event: Any) -> list[Any]:
     return await _send_changes(changes, None)
 
 
-async def _send_changes(changes: list[tuple[Any, int, faust.Record]], timestamp: float | None) -> list[Any]:
+async def _send_changes(changes: list[tuple[Any, int, Message]], timestamp: float | None) -> list[Any]:
     producer = (await services.started()).router_producer
     return [
         await producer.send(topic.get_topic_name(), str(key).encode(), change.dumps(), None, timestamp, None)

@@ -11,7 +11,6 @@ import functools
 import sys
 from typing import Any
 
-import faust
 from mode import Service
 
 from hospital_stream import topics
@@ -19,6 +18,7 @@ from hospital_stream.app import app, settings
 from hospital_stream.model import HospitalConfig, HospitalContext, Ward
 from hospital_stream.sink import PostgresSink
 from hospital_stream.stream.generator import Generator
+from hospital_stream.wire.messages import Message
 from hospital_stream.wire.roles import TopicRole
 
 #: with CPython's default 5 ms switch interval, the event loop (consumer, agents, sink,
@@ -98,7 +98,7 @@ class WorkerServices(Service):
         Straight to its producer: ``Topic.send`` would also leave a failed send's exception on
         a future nobody awaits (logged as a traceback), while the generator awaits this one.
         """
-        payload = value.dumps() if isinstance(value, faust.Record) else value
+        payload = value.dumps() if isinstance(value, Message) else value
         topic = self.generator_topics[role].get_topic_name()
         return await self.generator_producer.send(topic, key.encode(), payload, None, None, None)
 

@@ -1,4 +1,5 @@
-"""Strict readers of JSON fields, shared by every parser of the wire."""
+"""The wire's limits, and strict readers of JSON fields for the batch header (the small messages
+are msgspec Structs: see messages.py)."""
 
 from __future__ import annotations
 
@@ -43,16 +44,3 @@ def require_count(obj: dict[str, Any], name: str) -> int:
     if value >= 2**31:  # the columns it lands in are PostgreSQL integers
         raise InvalidMessage(f"field {name!r} is too large")
     return value
-
-
-def require_id(obj: dict[str, Any], name: str) -> int:
-    value: int = require(obj, name, int)
-    if not 0 < value < 2**63:
-        raise InvalidMessage(f"field {name!r} is not a valid id")
-    return value
-
-
-def optional_id(obj: dict[str, Any], name: str) -> int | None:
-    if obj.get(name) is None:
-        return None
-    return require_id(obj, name)

@@ -1,24 +1,30 @@
-"""The small JSON messages on the topics, and the parsers that validate raw bytes into them.
+"""The small JSON messages on the topics, each declared once as a :class:`msgspec.Struct` that
+both encodes (:meth:`Message.dumps`) and validates (the ``parse_*`` functions).
 
 A **streamed transfer** is a live ADT event (admit, transfer, discharge, or the cancellation of
-one). Our own agents also exchange small :class:`faust.Record` values (occupancy and staff
-changes, the daily ward census); those are validated the same way when they reach their agent.
+one). Our own agents also exchange small messages (occupancy and staff changes, the daily ward
+census); those are validated the same way when they reach their agent.
+
+The types and ranges of the fields are in their annotations; the rules that tie fields together
+are in each Struct's ``__post_init__``; the checks that need to know the hospital (its wards, its
+patients, its schedule) are in the parsers.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any, Literal, TypeVar
 
-import faust
+import msgspec
 
 from hospital_stream.errors import InvalidMessage
 from hospital_stream.model import calendar
 from hospital_stream.model.config import HospitalContext
 from hospital_stream.schema import TRANSFER_COLUMNS
 from hospital_stream.wire.copy_text import copy_field
-from hospital_stream.wire.fields import json_object, optional_id, require, require_count, require_id
+from hospital_stream.wire.fields import MAX_MESSAGE_BYTES
 
 #: HL7 ADT events and whether each leaves a ward and enters one: A01 admit, A02 transfer, A03
 #: discharge, and A11, A12, A13 that cancel them. A cancellation is a later event that reverses
@@ -32,23 +38,62 @@ EVENT_WARDS = {
     "cancel_discharge": (False, True),
 }
 EVENT_TYPES = tuple(EVENT_WARDS)
+OCCUPANCY_SOURCES = ("batch", "stream", "snapshot")
+STAFF_CHANGES = ("hire", "start", "end", "retire", "snapshot")
+
+EventType = Literal["admit", "transfer", "discharge", "cancel_admit", "cancel_transfer", "cancel_discharge"]
+OccupancySource = Literal["batch", "stream", "snapshot"]
+StaffChangeKind = Literal["hire", "start", "end", "retire", "snapshot"]
+
+#: a count or day: it lands in a PostgreSQL integer column
+Count = Annotated[int, msgspec.Meta(ge=0, lt=2**31)]
+#: a positive id: it lands in a PostgreSQL bigint column
+Id = Annotated[int, msgspec.Meta(gt=0, le=2**63 - 1)]
+#: an id where 0 means "none"
+OptionalId = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+ShortText = Annotated[str, msgspec.Meta(max_length=100)]
 
 
-# --- streamed transfers and the agents' own records ----------------------------------------------
+class Message(msgspec.Struct, frozen=True):
+    """A small JSON message of the topics. Every field is encoded, defaults too."""
+
+    def dumps(self) -> bytes:
+        return msgspec.json.encode(self)
 
 
-class StreamedTransfer(faust.Record, serializer="json"):
+# --- streamed transfers and the agents' own messages ---------------------------------------------
+
+
+class StreamedTransfer(Message, frozen=True):
     """A live ADT event, streamed while its simulated day is under way."""
 
     run_id: str
-    day: int
-    transfer_id: int
-    admission_id: int
-    patient_id: int
-    event_type: str
-    from_ward_id: int | None
-    to_ward_id: int | None
+    day: Count
+    transfer_id: Id
+    admission_id: Id
+    patient_id: Id
+    event_type: EventType
+    from_ward_id: Id | None
+    to_ward_id: Id | None
     transferred_at: str
+
+    def __post_init__(self) -> None:
+        from_ward, to_ward = self.from_ward_id, self.to_ward_id
+        if (from_ward is not None, to_ward is not None) != EVENT_WARDS[self.event_type]:
+            raise ValueError(f"{self.event_type} event with wrong wards {from_ward!r} -> {to_ward!r}")
+        if from_ward is not None and from_ward == to_ward:
+            raise ValueError("transfer into the ward it came from")
+        self.when()
+
+    def when(self) -> dt.datetime:
+        """When the event happened (``transferred_at``, which has a time zone)."""
+        try:
+            when = dt.datetime.fromisoformat(self.transferred_at)
+        except ValueError:
+            raise ValueError(f"transferred_at {self.transferred_at[:40]!r} is not a timestamp") from None
+        if when.tzinfo is None:
+            raise ValueError("transferred_at has no time zone")
+        return when
 
     def row(self) -> tuple[Any, ...]:
         """The transfer as a row of the ``transfers`` table."""
@@ -71,45 +116,18 @@ def streamed_transfer_from_row(run_id: str, row: Sequence[Any]) -> StreamedTrans
 
 
 def parse_streamed_transfer(raw: bytes | None, context: HospitalContext | None = None) -> StreamedTransfer:
-    """Validate one streamed transfer (raw JSON bytes) into a record.
+    """Validate one streamed transfer (raw JSON bytes) into a message.
 
     With a ``context``, also check that its wards and patient exist and that it happened on
     the simulated day it claims.
     """
-    obj = json_object(raw)
-    event_type = require(obj, "event_type", str)
-    if event_type not in EVENT_TYPES:
-        raise InvalidMessage(f"unknown event_type {event_type!r}")
-    from_ward = optional_id(obj, "from_ward_id")
-    to_ward = optional_id(obj, "to_ward_id")
-    if (from_ward is not None, to_ward is not None) != EVENT_WARDS[event_type]:
-        raise InvalidMessage(f"{event_type} event with wrong wards {from_ward!r} -> {to_ward!r}")
-    if from_ward is not None and from_ward == to_ward:
-        raise InvalidMessage("transfer into the ward it came from")
-    transferred_at = require(obj, "transferred_at", str)
-    try:
-        when = dt.datetime.fromisoformat(transferred_at)
-    except ValueError as exc:
-        raise InvalidMessage(f"transferred_at {transferred_at[:40]!r} is not a timestamp") from exc
-    if when.tzinfo is None:
-        raise InvalidMessage("transferred_at has no time zone")
-    transfer = StreamedTransfer(
-        run_id=require(obj, "run_id", str),
-        day=require_count(obj, "day"),
-        transfer_id=require_id(obj, "transfer_id"),
-        admission_id=require_id(obj, "admission_id"),
-        patient_id=require_id(obj, "patient_id"),
-        event_type=event_type,
-        from_ward_id=from_ward,
-        to_ward_id=to_ward,
-        transferred_at=transferred_at,
-    )
+    transfer = _decode(raw, StreamedTransfer)
     if context is not None:
-        _check_context(transfer, when, context)
+        _check_context(transfer, context)
     return transfer
 
 
-def _check_context(transfer: StreamedTransfer, when: dt.datetime, context: HospitalContext) -> None:
+def _check_context(transfer: StreamedTransfer, context: HospitalContext) -> None:
     for ward_id in (transfer.from_ward_id, transfer.to_ward_id):
         if ward_id is not None and ward_id not in context.ward_ids:
             raise InvalidMessage(f"unknown ward {ward_id}")
@@ -118,14 +136,14 @@ def _check_context(transfer: StreamedTransfer, when: dt.datetime, context: Hospi
     if transfer.day >= context.schedule_days:
         raise InvalidMessage(f"day {transfer.day} is past the end of the schedule")
     date = context.start_date + dt.timedelta(days=transfer.day)
-    local = calendar.local(when)
+    local = calendar.local(transfer.when())
     if local.date() != date:
         raise InvalidMessage(
             f"transferred_at {local.isoformat()} is not on simulated day {transfer.day} ({date})"
         )
 
 
-class OccupancyChange(faust.Record, serializer="json"):
+class OccupancyChange(Message, frozen=True):
     """Moves into (+1) and out of (-1) one ward, from a day's batch or one streamed transfer.
 
     ``moves`` holds ``[admission_id, patient_id, +1 | -1]`` in event-time order.
@@ -134,103 +152,117 @@ class OccupancyChange(faust.Record, serializer="json"):
     a ``snapshot`` holds everyone in the ward at the end of ``day`` (see state.snapshot_changes).
     """
 
-    ward_id: int
-    day: int
-    source: str
+    ward_id: Id
+    day: Count
+    source: OccupancySource
     moves: list[list[int]]
-    transfer_id: int = 0
+    transfer_id: OptionalId = 0
+
+    def __post_init__(self) -> None:
+        for move in self.moves:
+            if len(move) != 3 or move[0] <= 0 or move[1] <= 0 or move[2] not in (1, -1):
+                raise ValueError("moves must be [admission_id, patient_id, +1 or -1]")
+        if self.source == "stream" and len(self.moves) != 1:
+            raise ValueError("a stream change holds exactly one move")
 
 
-class StaffChange(faust.Record, serializer="json"):
+class StaffChange(Message, frozen=True, kw_only=True):
     """A staff member hired or retiring, or one of their ward assignments starting or ending."""
 
-    staff_id: int
-    assignment_id: int
-    change: str  # hire | start | end | retire | snapshot
-    ward_id: int = 0
-    shift: str = ""
-    on: str = ""
-    role: str = ""
-    specialty: str = ""
+    staff_id: Id
+    assignment_id: OptionalId = 0
+    change: StaffChangeKind
+    ward_id: Annotated[int, msgspec.Meta(ge=0, lt=2**31)] = 0
+    shift: ShortText = ""
+    on: ShortText = ""
+    role: ShortText = ""
+    specialty: ShortText = ""
+
+    def __post_init__(self) -> None:
+        if self.on:
+            try:
+                dt.date.fromisoformat(self.on)
+            except ValueError:
+                raise ValueError(f"field 'on' is not a date: {self.on[:40]!r}") from None
 
 
-class WardCensus(faust.Record, serializer="json"):
+class WardCensus(Message, frozen=True):
     """Occupied beds of one ward at the end of a simulated day, as the occupancy table saw it."""
 
-    day: int
-    ward_id: int
-    occupied: int
+    day: Count
+    ward_id: Id
+    occupied: Count
 
-
-OCCUPANCY_SOURCES = ("batch", "stream", "snapshot")
-STAFF_CHANGES = ("hire", "start", "end", "retire", "snapshot")
+    def __post_init__(self) -> None:
+        if self.ward_id >= 2**31:  # ward ids are PostgreSQL integers
+            raise ValueError(f"unknown ward {self.ward_id}")
 
 
 def parse_occupancy_change(raw: bytes | None, ward_ids: frozenset[int]) -> OccupancyChange:
     """Validate one occupancy change (raw JSON bytes) for a ward of this hospital."""
-    obj = json_object(raw)
-    ward_id = require_id(obj, "ward_id")
-    if ward_id not in ward_ids:
-        raise InvalidMessage(f"unknown ward {ward_id}")
-    source = require(obj, "source", str)
-    if source not in OCCUPANCY_SOURCES:
-        raise InvalidMessage(f"unknown source {source[:40]!r}")
-    moves = require(obj, "moves", list)
-    for move in moves:
-        if (
-            not isinstance(move, list)
-            or len(move) != 3
-            or not all(type(v) is int for v in move)
-            or move[0] <= 0
-            or move[1] <= 0
-            or move[2] not in (1, -1)
-        ):
-            raise InvalidMessage("moves must be [admission_id, patient_id, +1 or -1]")
-    if source == "stream" and len(moves) != 1:
-        raise InvalidMessage("a stream change holds exactly one move")
-    transfer_id = obj.get("transfer_id", 0)
-    if type(transfer_id) is not int or transfer_id < 0:
-        raise InvalidMessage("field 'transfer_id' must be a non-negative int")
-    return OccupancyChange(
-        ward_id=ward_id, day=require_count(obj, "day"), source=source, moves=moves, transfer_id=transfer_id
-    )
+    change = _decode(raw, OccupancyChange)
+    if change.ward_id not in ward_ids:
+        raise InvalidMessage(f"unknown ward {change.ward_id}")
+    return change
 
 
 def parse_staff_change(raw: bytes | None) -> StaffChange:
     """Validate one staff change (raw JSON bytes)."""
-    obj = json_object(raw)
-    change = require(obj, "change", str)
-    if change not in STAFF_CHANGES:
-        raise InvalidMessage(f"unknown staff change {change[:40]!r}")
-    texts: dict[str, Any] = {}
-    for name in ("shift", "on", "role", "specialty"):
-        value = obj.get(name, "")
-        if not isinstance(value, str) or len(value) > 100:
-            raise InvalidMessage(f"field {name!r} must be a short string")
-        texts[name] = value
-    if texts["on"]:
-        try:
-            dt.date.fromisoformat(texts["on"])
-        except ValueError as exc:
-            raise InvalidMessage(f"field 'on' is not a date: {texts['on'][:40]!r}") from exc
-    ward_id = obj.get("ward_id", 0)
-    if type(ward_id) is not int or not 0 <= ward_id < 2**31:
-        raise InvalidMessage("field 'ward_id' must be a ward id")
-    assignment_id = obj.get("assignment_id", 0)
-    if type(assignment_id) is not int or not 0 <= assignment_id < 2**63:
-        raise InvalidMessage("field 'assignment_id' must be an id")
-    return StaffChange(
-        staff_id=require_id(obj, "staff_id"),
-        assignment_id=assignment_id,
-        change=change,
-        ward_id=ward_id,
-        **texts,
-    )
+    return _decode(raw, StaffChange)
 
 
 def parse_ward_census(raw: bytes | None) -> WardCensus:
-    obj = json_object(raw)
-    ward_id = require_id(obj, "ward_id")
-    if ward_id >= 2**31:
-        raise InvalidMessage(f"unknown ward {ward_id}")
-    return WardCensus(day=require_count(obj, "day"), ward_id=ward_id, occupied=require_count(obj, "occupied"))
+    return _decode(raw, WardCensus)
+
+
+# --- decoding ------------------------------------------------------------------------------------
+
+M = TypeVar("M", bound=Message)
+
+_DECODERS: dict[type[Any], msgspec.json.Decoder[Any]] = {}
+_AT = re.compile(r"(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?", re.DOTALL)
+_FIELD = re.compile(r"\.(\w+)")
+_BOUND = re.compile(r"Expected `int` (?P<op>[<>]=) (?P<bound>-?\d+)")
+
+
+def _decode(raw: bytes | None, kind: type[M]) -> M:
+    """``raw`` decoded into a ``kind`` message, or :class:`InvalidMessage` with a readable reason."""
+    if not raw:
+        raise InvalidMessage("empty message")
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise InvalidMessage(f"message of {len(raw)} bytes exceeds {MAX_MESSAGE_BYTES}")
+    decoder = _DECODERS.get(kind)
+    if decoder is None:
+        decoder = _DECODERS[kind] = msgspec.json.Decoder(kind)
+    try:
+        message: M = decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise InvalidMessage(_reason(str(exc))) from exc
+    except msgspec.DecodeError as exc:
+        raise InvalidMessage(f"invalid JSON: {exc}") from exc
+    return message
+
+
+def _reason(error: str) -> str:
+    """A msgspec validation error in the words the dead letters have always used."""
+    match = _AT.fullmatch(error)
+    what, path = (match["what"], match["path"]) if match else (error, None)
+    field = _FIELD.match(path or "")
+    name = field[1] if field else None
+    if missing := re.fullmatch(r"Object missing required field `(\w+)`", what):
+        return f"missing field {missing[1]!r}"
+    if name is None:
+        return "expected a JSON object" if what.startswith("Expected `object`") else what
+    if enum := re.fullmatch(r"Invalid enum value (.*)", what, re.DOTALL):
+        return f"unknown {'staff change' if name == 'change' else name} {enum[1]}"
+    if bound := _BOUND.match(what):
+        if bound["op"] == ">=" and bound["bound"] == "0":
+            return f"field {name!r} is negative"
+        if bound["op"] == "<=" and int(bound["bound"]) == 2**31 - 1:
+            return f"field {name!r} is too large"
+        return f"field {name!r} is not a valid id"
+    if what.startswith("Expected `str` of length <="):
+        return f"field {name!r} must be a short string"
+    if kind := re.fullmatch(r"Expected `([^`]*)`, got `([^`]*)`", what):
+        return f"field {name!r} must be {kind[1]}, not {kind[2]}"
+    return f"field {name!r}: {what}"

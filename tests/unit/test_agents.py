@@ -336,9 +336,9 @@ async def test_a_batch_change_that_closes_a_day_publishes_the_wards_census(worke
     [
         b"{not json",
         _batch_change(10_000, 0, []).dumps(),  # no such ward
-        OccupancyChange(
-            ward_id=1, day=0, source="stream", transfer_id=1, moves=[[1, 1, 1], [2, 2, 1]]
-        ).dumps(),
+        json.dumps(
+            {"ward_id": 1, "day": 0, "source": "stream", "transfer_id": 1, "moves": [[1, 1, 1], [2, 2, 1]]}
+        ).encode(),
     ],
     ids=["not-json", "unknown-ward", "two-moves-on-a-stream-change"],
 )

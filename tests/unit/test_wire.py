@@ -1,5 +1,6 @@
 import datetime as dt
 import json
+import re
 
 import pytest
 
@@ -141,6 +142,59 @@ def test_streamed_transfer_from_a_simulator_row_round_trips(event, from_ward, to
 def test_bad_streamed_transfers_are_rejected_with_a_reason(raw, reason):
     with pytest.raises(InvalidMessage, match=reason):
         messages.parse_streamed_transfer(raw)
+
+
+def test_a_message_encoded_by_faust_still_parses():
+    # before the messages were msgspec Structs they were faust Records, which added a "__faust" key
+    obj = {**json.loads(_transfer()), "__faust": {"ns": "hospital_stream.wire.messages.StreamedTransfer"}}
+    assert messages.parse_streamed_transfer(json.dumps(obj).encode()).transfer_id == 20000001
+
+
+def test_a_message_round_trips_with_every_field_encoded():
+    change = messages.StaffChange(staff_id=5, change="hire", role="nurse")
+    assert json.loads(change.dumps()) == {
+        "staff_id": 5,
+        "assignment_id": 0,
+        "change": "hire",
+        "ward_id": 0,
+        "shift": "",
+        "on": "",
+        "role": "nurse",
+        "specialty": "",
+    }
+    assert messages.parse_staff_change(change.dumps()) == change
+
+
+@pytest.mark.parametrize(
+    ("obj", "reason"),
+    [
+        ({"staff_id": 1, "change": "promote"}, "unknown staff change 'promote'"),
+        ({"staff_id": 1, "change": "end", "on": "soon"}, "field 'on' is not a date"),
+        ({"staff_id": 1, "change": "start", "shift": "x" * 101}, "field 'shift' must be a short string"),
+        ({"staff_id": 1, "change": "start", "ward_id": 2**31}, "field 'ward_id' is too large"),
+        ({"assignment_id": 1, "change": "start"}, "missing field 'staff_id'"),
+    ],
+)
+def test_bad_staff_changes_are_rejected_with_a_reason(obj, reason):
+    with pytest.raises(InvalidMessage, match=re.escape(reason)):
+        messages.parse_staff_change(json.dumps(obj).encode())
+
+
+@pytest.mark.parametrize(
+    ("obj", "reason"),
+    [
+        ({"source": "live"}, "unknown source 'live'"),
+        ({"moves": [[1, 2, 5]]}, "moves must be"),
+        ({"moves": [[1, 2]]}, "moves must be"),
+        ({"source": "stream", "moves": []}, "exactly one move"),
+        ({"transfer_id": -1}, "field 'transfer_id' is negative"),
+        ({"ward_id": 4}, "unknown ward 4"),
+    ],
+)
+def test_bad_occupancy_changes_are_rejected_with_a_reason(obj, reason):
+    good = {"ward_id": 1, "day": 0, "source": "batch", "moves": [[1, 2, 1]]}
+    with pytest.raises(InvalidMessage, match=re.escape(reason)):
+        messages.parse_occupancy_change(json.dumps({**good, **obj}).encode(), frozenset({1}))
 
 
 def test_missing_field_is_named():
