@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from hospital_stream.model import HospitalConfig
 from hospital_stream.tools.digest import message_digest
 
@@ -74,3 +76,8 @@ def test_the_digest_sees_a_changed_seed() -> None:
     assert message_digest(HospitalConfig(seed=8, beds=120, population=40_000), 3) != message_digest(
         HospitalConfig(seed=7, beds=120, population=40_000), 3
     )
+
+
+@pytest.mark.slow
+def test_the_default_hospital_sends_the_same_messages_as_before_the_layers() -> None:
+    assert message_digest(HospitalConfig(), 41) == DEFAULT_HOSPITAL_DIGEST
