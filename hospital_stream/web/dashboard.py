@@ -125,7 +125,7 @@ class Dashboard(Service):
                     await pool.open(wait=True, timeout=10.0)
                 except psycopg.OperationalError as exc:
                     await pool.close()
-                    reasons.append(f"{user}: {_first_line(exc)}")
+                    reasons.append(f"{user}: {db.first_line(exc)}")
                     continue
                 self.pool, self.login = pool, str(user)
                 logger.info("dashboard reads PostgreSQL as %s", self.login)
@@ -139,7 +139,7 @@ class Dashboard(Service):
             async with pool.connection() as conn:
                 return await (await conn.execute(query, params)).fetchall()
         except psycopg.OperationalError as exc:  # unreachable, too slow, or no connection free
-            raise DashboardUnavailable(_first_line(exc)) from exc
+            raise DashboardUnavailable(db.first_line(exc)) from exc
 
     async def last_complete_day(self) -> int:
         rows = await self.fetch(db.LAST_COMPLETE_DAY)
@@ -372,8 +372,3 @@ class WorkerDashboard(Dashboard):
 
 
 app.service(WorkerDashboard)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -145,8 +145,3 @@ def _table_query(context: _Context, table: str, columns: list[_Column]) -> sql.C
         context.where(table),
         order,
     )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

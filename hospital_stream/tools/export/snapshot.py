@@ -11,9 +11,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from hospital_stream import db
 from hospital_stream.errors import DatabaseError
 from hospital_stream.model import calendar
-from hospital_stream.tools.export.context import _Context, _first_line
+from hospital_stream.tools.export.context import _Context
 from hospital_stream.tools.export.fhir import _export_fhir
 from hospital_stream.tools.export.options import ExportPlan
 from hospital_stream.tools.export.progress import Progress, Written
@@ -43,6 +44,6 @@ def run(
             logger.info("exporting %s as %s to %s", name, plan.fmt, plan.out_dir)
             yield export_one(context, name, plan.out_dir, progress)
     except psycopg.errors.InsufficientPrivilege as exc:
-        raise DatabaseError(f"the export's role may not read everything: {_first_line(exc)}") from exc
+        raise DatabaseError(f"the export's role may not read everything: {db.first_line(exc)}") from exc
     finally:
         conn.rollback()

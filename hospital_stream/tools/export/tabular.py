@@ -15,13 +15,13 @@ from typing import Any
 
 from psycopg import sql
 
+from hospital_stream import db
 from hospital_stream.errors import HospitalStreamError
 from hospital_stream.tools.export.context import (
     _atomic_file,
     _Column,
     _columns,
     _Context,
-    _first_line,
     _table_query,
 )
 from hospital_stream.tools.export.progress import Progress, Written
@@ -151,5 +151,5 @@ def _export_parquet(context: _Context, table: str, out_dir: Path, progress: Prog
                     rows += batch.num_rows
                     advance(batch.num_rows)
         except pa.ArrowInvalid as exc:  # e.g. a numeric 'NaN' or an 'infinity' timestamp
-            raise HospitalStreamError(f"{table}: a value Parquet cannot hold: {_first_line(exc)}") from exc
+            raise HospitalStreamError(f"{table}: a value Parquet cannot hold: {db.first_line(exc)}") from exc
     return Written(table, path, rows, path.stat().st_size, time.monotonic() - started)
