@@ -1,5 +1,6 @@
 """What the tests share: the integration runs' environment, the CLI runner, checksums,
-``wait_until``, and the synthetic cohort of the clinical tests. No test imports another test
+``wait_until``, the synthetic cohort of the clinical tests, and the property tests' strategies
+of COPY text. No test imports another test
 module or ``benchmarks/``; they import this."""
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import psycopg
 import pytest
+from hypothesis import strategies as st
 
 from hospital_stream import db, schema, sim
 from hospital_stream.devstack.isolated import free_port
@@ -240,3 +242,20 @@ def make_cohort(
         icu_from=icu_from,
         icu_until=icu_until,
     )
+
+
+# --- strategies of COPY text (tests/unit/test_props_copy_text.py and its PostgreSQL twin) -------
+
+#: the characters COPY text must escape or refuse, and a lone surrogate, beside any character
+AWKWARD_CHARACTERS = "\\\t\n\r\0\b\f\v.NxX07\u00e9\u2028\U0001f600\ud800\udfff"
+awkward_text = st.text(
+    st.characters(exclude_categories=()) | st.sampled_from(AWKWARD_CHARACTERS), max_size=12
+)
+copy_text_values = st.one_of(
+    st.none(),
+    st.integers(),
+    st.booleans(),
+    st.dates(),
+    st.datetimes(timezones=st.timezones()),
+    awkward_text,
+)

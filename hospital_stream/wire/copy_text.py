@@ -8,28 +8,48 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+from hospital_stream.errors import UnencodableText
+
 # --- COPY text encoding -------------------------------------------------------------------------
+#
+# PostgreSQL's text type cannot hold NUL, and UTF-8 cannot carry a lone surrogate: a value with
+# either is refused (UnencodableText), because any stand-in would store something else.
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-_NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]").search
+#: what a text field cannot hold as it is: the escaped characters, and NUL (refused)
+_NEEDS_ESCAPE = re.compile(r"[\\\t\n\r\0]").search
 
 
 def copy_field(value: Any) -> str:
+    """One value as a field of COPY text (``\\N`` for None); :class:`UnencodableText` for a NUL."""
     kind = type(value)
     if kind is int:  # the common cases first: this runs for every field of every tuple row
         return str(value)
     if kind is str:
-        text: str = value.translate(_COPY_ESCAPES) if _NEEDS_ESCAPE(value) else value
-        return text
+        return _escape(value) if _NEEDS_ESCAPE(value) else value
     if value is None:
         return "\\N"
-    if isinstance(value, str):
-        return value.translate(_COPY_ESCAPES)
     if isinstance(value, bool):
         return "t" if value else "f"
     if isinstance(value, dt.datetime | dt.date):
         return value.isoformat()
-    return str(value)
+    text = str(value)  # str subclasses too
+    return _escape(text) if _NEEDS_ESCAPE(text) else text
+
+
+def _escape(text: str) -> str:
+    if "\0" in text:
+        raise UnencodableText("text with a NUL character cannot be stored in PostgreSQL")
+    return text.translate(_COPY_ESCAPES)
+
+
+def _utf8(text: str) -> bytes:
+    try:
+        return text.encode()
+    except UnicodeEncodeError as exc:
+        raise UnencodableText(
+            f"text with a lone surrogate {text[exc.start]!r} cannot be encoded in UTF-8"
+        ) from None
 
 
 def encode_copy_rows(rows: Iterable[Sequence[Any]]) -> bytes:
@@ -38,10 +58,10 @@ def encode_copy_rows(rows: Iterable[Sequence[Any]]) -> bytes:
     if not rows:
         return b""
     if not rows[0] or len({len(row) for row in rows}) > 1:  # no or ragged columns: field by field
-        return "".join("\t".join(map(copy_field, row)) + "\n" for row in rows).encode()
+        return _utf8("".join("\t".join(map(copy_field, row)) + "\n" for row in rows))
     # column by column: a column's type is looked at once, not once a field
     fields = zip(*map(_copy_column, zip(*rows, strict=True)), strict=True)
-    return ("\n".join(map("\t".join, fields)) + "\n").encode()
+    return _utf8("\n".join(map("\t".join, fields)) + "\n")
 
 
 def _copy_column(values: Sequence[Any]) -> Iterable[str]:
