@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from hospital_stream.errors import UnencodableText
+from hospital_stream.errors import InvalidMessage, UnencodableText
 
 # --- COPY text encoding -------------------------------------------------------------------------
 #
@@ -76,23 +76,72 @@ def _copy_column(values: Sequence[Any]) -> Iterable[str]:
     return map(copy_field, values)
 
 
+# --- COPY text decoding ---------------------------------------------------------------------------
+#
+# The rows as PostgreSQL reads them (copyfromparse.c, text format, tab delimiter, UTF-8), so an
+# agent that reads a chunk sees what COPY stores: a backslash takes the next byte literally
+# (an escaped tab or newline is data), except \b \f \n \r \t \v, octal \NNN and hex \xHH; a
+# field that is exactly \N is NULL. What PostgreSQL refuses is refused too, as InvalidMessage:
+# a NUL, bytes that are not UTF-8, a bare carriage return (another line ending), the end-of-data
+# marker \., and a last line without its newline (PostgreSQL would take it; the header's row
+# count would not).
+
+_FIELD = re.compile(rb"((?:[^\\\t\n\r]|\\[\s\S])*)([\t\n])")
+_ESCAPE = re.compile(rb"\\([0-7]{1,3}|x[0-9A-Fa-f]{1,2}|[\s\S])")
+_ESCAPED = {b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t", b"v": b"\v"}
+
+
 def decode_copy_rows(payload: bytes) -> Iterator[list[str | None]]:
-    """The inverse of :func:`encode_copy_rows`, as strings (None for NULL)."""
-    for line in payload.decode().split("\n")[:-1] if payload else []:
-        yield [None if field == "\\N" else _unescape(field) for field in line.split("\t")]
+    """The rows of COPY text as PostgreSQL reads them, as strings (None for NULL); the inverse
+    of :func:`encode_copy_rows`. :class:`InvalidMessage` for what PostgreSQL would refuse."""
+    if not payload:
+        return
+    if not payload.endswith(b"\n"):
+        raise InvalidMessage("COPY text whose last row has no newline")
+    if b"\0" in payload:
+        raise InvalidMessage("COPY text with a NUL byte")
+    if b"\\" not in payload:  # no escapes: rows and fields split where they seem to
+        if b"\r" in payload:
+            raise InvalidMessage("COPY text with a bare carriage return")
+        for line in _text(payload).split("\n")[:-1]:
+            yield [None if field == "\\N" else field for field in line.split("\t")]
+        return
+    row: list[str | None] = []
+    position = 0
+    while position < len(payload):
+        match = _FIELD.match(payload, position)
+        if match is None:
+            raise InvalidMessage(
+                f"COPY text with a bare carriage return or a lone backslash at byte {position}"
+            )
+        raw, end = match.groups()
+        row.append(None if raw == b"\\N" else _text(_ESCAPE.sub(_unescape, raw) if b"\\" in raw else raw))
+        if end == b"\n":
+            yield row
+            row = []
+        position = match.end()
 
 
-def _unescape(field: str) -> str:
-    if "\\" not in field:
-        return field
-    out, chars = [], iter(field)
-    for char in chars:
-        if char == "\\":
-            nxt = next(chars, "")
-            out.append({"t": "\t", "n": "\n", "r": "\r", "\\": "\\"}.get(nxt, nxt))
-        else:
-            out.append(char)
-    return "".join(out)
+def _unescape(match: re.Match[bytes]) -> bytes:
+    code = match[1]
+    if code[0] in b"01234567":
+        byte = int(code, 8) & 0xFF
+    elif len(code) > 1:  # x and hex digits
+        byte = int(code[1:], 16)
+    elif code == b".":
+        raise InvalidMessage("COPY text with the end-of-data marker \\.")
+    else:
+        return _ESCAPED.get(code, code)
+    if not byte:
+        raise InvalidMessage("COPY text with an escaped NUL byte")
+    return bytes((byte,))
+
+
+def _text(raw: bytes) -> str:
+    try:
+        return raw.decode()
+    except UnicodeDecodeError as exc:
+        raise InvalidMessage(f"COPY text that is not UTF-8 (byte {exc.start})") from None
 
 
 def digest(payload: bytes) -> str:

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from hospital_stream.errors import UnencodableText
+from hospital_stream.errors import InvalidMessage, UnencodableText
 from hospital_stream.wire.copy_text import copy_field, decode_copy_rows, encode_copy_rows
-from tests.helpers import copy_text_values
+from tests.helpers import copy_text_bytes, copy_text_values, spelled_copy_tables
 
 #: what the decoder returns for a value that encoded: COPY text carries strings
 AS_TEXT = {
@@ -63,3 +63,32 @@ def test_column_by_column_encodes_as_field_by_field(rows):
             encode_copy_rows(rows)
         return
     assert encode_copy_rows(rows) == expected
+
+
+@given(spelled_copy_tables)
+@example(([["A", "A", "\b"]], b"\\x41\t\\101\t\\b\n"))  # hex, octal, \b were read as "x41", "101", "b"
+@example(([["\u00e9"]], b"\\303\\251\n"))  # octal bytes of one UTF-8 character
+@example(([["a\tb", "c\nd"]], b"a\\\tb\tc\\\nd\n"))  # an escaped tab or newline is data
+def test_every_spelling_postgresql_accepts_decodes_to_its_text(case):
+    table, payload = case
+    assert list(decode_copy_rows(payload)) == table
+
+
+@given(copy_text_bytes)
+@example(b"\\.\n")  # PostgreSQL's end-of-data marker
+@example(b"\\0\n")  # an escaped NUL
+@example(b"\xff\n")  # not UTF-8: raised UnicodeDecodeError
+@example(b"a\rb\n")  # a bare carriage return ends a line for PostgreSQL
+@example(b"1\t2")  # a last row without its newline was dropped
+def test_any_bytes_decode_to_text_rows_or_are_refused(payload):
+    try:
+        decoded = list(decode_copy_rows(payload))
+    except InvalidMessage as exc:  # refused with a one-line reason
+        reason = str(exc)
+        assert reason
+        assert "\n" not in reason
+        return
+    assert all(isinstance(f, str | None) for row in decoded for f in row)
+    assert len(decoded) <= payload.count(b"\n")
+    # what decodes is text PostgreSQL can store, and encodes back to the same rows
+    assert list(decode_copy_rows(encode_copy_rows(decoded))) == decoded
