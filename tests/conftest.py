@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, settings
 settings.register_profile(
     "repeatable",
     derandomize=True,
-    max_examples=150,
+    max_examples=100,
     deadline=None,  # a shared 2-core machine can pause any example; speed is benchmarked elsewhere
     suppress_health_check=[HealthCheck.too_slow],
     database=None,  # nothing carried between runs: the same examples every time
