@@ -183,18 +183,19 @@ async def _changes(event: Any) -> list[Any]:
         if batch_table(event.value) not in ROUTED_TABLES:
             return []  # the bulk (patients, clinical records): the sink's alone, and it validates them
         batch = parse_batch_message(event.value)
+        rows = batch.rows()  # COPY text as PostgreSQL reads it, or InvalidMessage
     except InvalidMessage:
-        return []  # the sink dead-letters it, with the reason
+        return []  # the sink dead-letters it, with the reason (PostgreSQL refuses its bad rows)
     table = batch.header.table
     if table == "transfers":
         changes = [
             (topics.occupancy_changes, change.ward_id, change)
-            for change in rules.occupancy_changes_for_day(batch.header.day, services.wards(), batch.rows())
+            for change in rules.occupancy_changes_for_day(batch.header.day, services.wards(), rows)
         ]
     else:
         changes = [
             (topics.staff_changes, change.staff_id, change)
-            for change in rules.staff_changes_for_chunk(table, batch.rows())
+            for change in rules.staff_changes_for_chunk(table, rows)
         ]
     return await _send_changes(changes, None)
 

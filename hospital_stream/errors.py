@@ -21,6 +21,10 @@ class InvalidMessage(HospitalStreamError):
     """A consumed message cannot be parsed or validated; it belongs in the dead-letter table."""
 
 
+class UnencodableText(InvalidMessage):
+    """A value PostgreSQL's COPY text cannot carry (a NUL, a lone surrogate): refused, never altered."""
+
+
 class BrokerLost(HospitalStreamError):
     """The broker no longer holds what this worker sent it (restarted empty, topics deleted).
 

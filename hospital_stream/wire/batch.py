@@ -20,7 +20,14 @@ from hospital_stream.model import CHUNK_ROWS, DayRecords, collection_paused, enc
 from hospital_stream.model.columns import Columns
 from hospital_stream.schema import TABLES, TableSpec
 from hospital_stream.wire.copy_text import decode_copy_rows, digest, encode_copy_rows
-from hospital_stream.wire.fields import MAX_MESSAGE_BYTES, SCHEMA_VERSION, json_object, require, require_count
+from hospital_stream.wire.fields import (
+    MAX_MESSAGE_BYTES,
+    SCHEMA_VERSION,
+    json_object,
+    require,
+    require_count,
+    require_counts,
+)
 
 # --- batch messages ------------------------------------------------------------------------------
 
@@ -118,7 +125,7 @@ def batch_table(raw: bytes | None) -> str | None:
     head = (raw or b"").partition(b"\n")[0]
     try:
         obj = json.loads(head)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return None
     table = obj.get("table") if isinstance(obj, dict) else None
     return table if isinstance(table, str) else None
@@ -132,14 +139,15 @@ def parse_batch_message(raw: bytes | None) -> BatchMessage:
     if not sep:
         raise InvalidMessage("no header line")
     obj = json_object(head)
-    if obj.get("v") != SCHEMA_VERSION:
-        raise InvalidMessage(f"unsupported schema version {obj.get('v')!r}")
+    version = obj.get("v")
+    if type(version) is not int or version != SCHEMA_VERSION:  # not 2.0, nor True for 1
+        raise InvalidMessage(f"unsupported schema version {str(version)[:40]!r}")
     kind = obj.get("kind")
     if kind not in ("chunk", "day"):
-        raise InvalidMessage(f"unknown batch message kind {kind!r}")
+        raise InvalidMessage(f"unknown batch message kind {str(kind)[:40]!r}")
     table = obj.get("table", "")
-    if kind == "chunk" and table not in TABLES:
-        raise InvalidMessage(f"unknown table {table!r}")
+    if not isinstance(table, str) or (kind == "chunk" and table not in TABLES):
+        raise InvalidMessage(f"unknown table {str(table)[:40]!r}")
     header = BatchHeader(
         kind=kind,
         run_id=require(obj, "run", str),
@@ -150,7 +158,7 @@ def parse_batch_message(raw: bytes | None) -> BatchMessage:
         digest=require(obj, "digest", str),
         chunks=require_count(obj, "chunks"),
         date=require(obj, "date", str),
-        row_counts=require(obj, "row_counts", dict),
+        row_counts=require_counts(obj, "row_counts"),
         streamed=require_count(obj, "streamed"),
     )
     if kind == "day":
@@ -161,6 +169,8 @@ def parse_batch_message(raw: bytes | None) -> BatchMessage:
     if digest(payload) != header.digest:
         raise InvalidMessage("payload digest mismatch")
     lines = payload.count(b"\n")
+    if kind == "chunk" and payload and not payload.endswith(b"\n"):  # COPY would store one more row
+        raise InvalidMessage("chunk whose last row has no newline")
     if kind == "chunk" and lines != header.rows:
         raise InvalidMessage(f"header says {header.rows} rows, payload has {lines}")
     return BatchMessage(header, payload)

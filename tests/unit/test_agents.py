@@ -253,8 +253,9 @@ async def test_bulk_and_closing_batch_messages_produce_no_changes(worker, raw):
         (topics.STREAMED_TRANSFERS, _transfer("admit", None, 10_000)),  # no such ward
         (topics.STREAMED_TRANSFERS, _transfer("admit", None, 1, transferred_at="2020-01-05T10:00:00+02:00")),
         (topics.DAY_BATCHES, batch.encode_chunk("run-1", 0, 3, "transfers", []) + b"1\t2\n"),  # digest
+        (topics.DAY_BATCHES, batch.chunk_message("run-1", 0, 3, "transfers", b"\xff\n", 1)),  # not UTF-8
     ],
-    ids=["not-json", "unknown-ward", "wrong-day", "bad-digest"],
+    ids=["not-json", "unknown-ward", "wrong-day", "bad-digest", "rows-not-copy-text"],
 )
 @in_loop
 async def test_a_malformed_message_is_dropped_and_the_next_one_still_routed(worker, topic, raw):
