@@ -112,6 +112,7 @@ def session(conn: psycopg.Connection[Any]) -> None:
 def stored_digests(conn: psycopg.Connection[Any], first: int, last: int) -> dict[tuple[int, str], Digest]:
     """(rows, md5) per (day, table) of the stored rows of the days ``first..last``; a day's
     table with no rows is left out."""
+    session(conn)
     params = {"first": first, "last": last, "tz": TZ}
     found: dict[tuple[int, str], Digest] = {}
     for name, source in SOURCES.items():
@@ -199,9 +200,10 @@ class Comparison:
     def _differing_rows(self, day: int, name: str) -> list[tuple[str, str]]:
         query = (
             f"WITH s AS ({SOURCES[name].rows_sql()}), m AS (SELECT {_row(name)} AS r FROM {_stage(name)} t)"
-            " SELECT * FROM ((SELECT 'stored only', r FROM s EXCEPT ALL SELECT 'stored only', r FROM m)"
+            " SELECT side, r FROM ("
+            "(SELECT 'stored only' AS side, r FROM s EXCEPT ALL SELECT 'stored only', r FROM m)"
             " UNION ALL (SELECT 'simulator only', r FROM m EXCEPT ALL SELECT 'simulator only', r FROM s)) d"
-            f' ORDER BY 2 COLLATE "C", 1 LIMIT {SAMPLE_ROWS}'
+            f' ORDER BY r COLLATE "C", side LIMIT {SAMPLE_ROWS}'
         )
         params = {"first": day, "last": day, "tz": TZ}
         return [(str(a), str(b)) for a, b in self.conn.execute(query, params).fetchall()]  # type: ignore[arg-type]
