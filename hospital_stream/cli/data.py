@@ -153,7 +153,7 @@ def validate(
             + ("" if outcome.ok else f" -- {outcome.violations:,} violations")
         )
         for row in outcome.sample:
-            click.echo(f"       e.g. {row}")
+            click.echo(f"       e.g. {_example(outcome.columns, row)}")
     failed = [o for o in outcomes if not o.ok]
     if failed:
         click.echo(f"{len(failed)} of {len(outcomes)} checks failed", err=True)
@@ -162,6 +162,14 @@ def validate(
     click.echo(
         f"all {len(outcomes)} checks passed" + (f" ({skipped} skipped: --skip-content)" if skipped else "")
     )
+
+
+def _example(columns: tuple[str, ...], row: tuple[object, ...]) -> str:
+    """A violation's values, named by their columns when the check has them."""
+    values = ["NULL" if value is None else str(value) for value in row]
+    if not columns:
+        return " | ".join(values)
+    return ", ".join(f"{column}={value}" for column, value in zip(columns, values, strict=True))
 
 
 @main.group("dlq")

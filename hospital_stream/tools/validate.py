@@ -45,6 +45,8 @@ class Outcome:
     check: Check
     violations: int = 0
     sample: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
+    #: the sample's column names (none: content's sample, a difference then its rows)
+    columns: tuple[str, ...] = ()
     #: the time its queries took, all windows together, and the slowest window's
     seconds: float = 0.0
     slowest_seconds: float = 0.0
@@ -349,8 +351,10 @@ def _judge(conn: psycopg.Connection[Any], outcome: Outcome, params: dict[str, An
     # MATERIALIZED: the check is planned for all its rows, never as a fast start for the LIMIT
     query = f"WITH v AS MATERIALIZED ({outcome.check.query}) SELECT count(*) OVER (), * FROM v LIMIT {SAMPLE}"
     t0 = time.perf_counter()
-    rows = conn.execute(query, params).fetchall()  # type: ignore[arg-type]
+    cur = conn.execute(query, params)  # type: ignore[arg-type]
+    rows = cur.fetchall()
     _timed(outcome, time.perf_counter() - t0)
+    outcome.columns = tuple(column.name for column in (cur.description or ())[1:])
     if rows:
         outcome.violations += int(rows[0][0])
         outcome.sample.extend(tuple(r[1:]) for r in rows[: SAMPLE - len(outcome.sample)])
