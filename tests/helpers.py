@@ -27,6 +27,7 @@ from hospital_stream import db, schema, sim
 from hospital_stream.devstack.isolated import free_port
 from hospital_stream.model import clinical
 from hospital_stream.settings import DEFAULT_ADMIN_USER, DEFAULT_READER_USER, Settings
+from hospital_stream.tools import content
 
 T = TypeVar("T")
 
@@ -117,6 +118,13 @@ def data_checksums(url: str) -> dict[str, tuple[int, str]]:
             ).fetchone()
             sums[table] = (row[0], row[1])
     return sums
+
+
+def content_digests(url: str) -> dict[tuple[int, str], tuple[int, str]]:
+    """(rows, md5) per (day, table) of every complete day's stored rows, as validate's "content
+    equals simulator" digests them: equal to a clean run's when a fault stored the same content."""
+    with psycopg.connect(url) as conn:
+        return content.stored_digests(conn, 0, db.last_complete_day(conn))
 
 
 def last_day(url: str) -> int:

@@ -176,6 +176,15 @@ def parse_batch_message(raw: bytes | None) -> BatchMessage:
     return BatchMessage(header, payload)
 
 
+def table_payload(
+    rows: Sequence[tuple[Any, ...]] | Columns, start: int = 0, stop: int | None = None
+) -> bytes:
+    """Rows ``[start, stop)`` of one of a day's tables as the COPY text a chunk carries."""
+    if isinstance(rows, Columns):
+        return rows.copy_text(start, stop)
+    return encode_copy_rows(rows[start:stop])
+
+
 def encode_day(run_id: str, records: DayRecords) -> list[bytes]:
     """A day's batch as chunk messages followed by the closing message with the checkpoint."""
     with collection_paused():
@@ -189,11 +198,7 @@ def _encode_day(run_id: str, records: DayRecords) -> list[bytes]:
         step = len(rows) or 1 if table == "transfers" else CHUNK_ROWS
         for start in range(0, len(rows), step):
             stop = min(start + step, len(rows))
-            payload = (
-                rows.copy_text(start, stop)
-                if isinstance(rows, Columns)
-                else encode_copy_rows(rows[start:stop])
-            )
+            payload = table_payload(rows, start, stop)
             messages.append(chunk_message(run_id, records.day, len(messages), table, payload, stop - start))
         if table == "transfers" and not rows:
             messages.append(chunk_message(run_id, records.day, len(messages), table, b"", 0))
