@@ -28,7 +28,7 @@ from typing import Any, NoReturn
 from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
 from faust.types import TP
 
-from hospital_stream import services, topics
+from hospital_stream import failpoints, services, topics
 from hospital_stream.app import app, settings
 from hospital_stream.errors import BrokerLost, DatabaseError, InvalidMessage
 from hospital_stream.metrics import METRICS
@@ -77,6 +77,18 @@ async def _leading() -> bool:
         return True
     await worker.generator.step_down()
     return False
+
+
+@app.on_partitions_assigned.connect
+async def note_partitions_assigned(sender: Any, assigned: set[TP], **kwargs: Any) -> None:
+    """A rebalance gave this worker its partitions (a failpoint for the fault tests)."""
+    failpoints.hit("rebalance.assigned")
+
+
+@app.on_partitions_revoked.connect
+async def note_partitions_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
+    """A rebalance took this worker's partitions (a failpoint for the fault tests)."""
+    failpoints.hit("rebalance.revoked")
 
 
 @app.agent(topics.sink_input)

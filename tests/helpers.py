@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import json
 import os
 import subprocess
 import sys
@@ -240,3 +241,22 @@ def make_cohort(
         icu_from=icu_from,
         icu_until=icu_until,
     )
+
+
+# --- failpoints (hospital_stream/failpoints.py) --------------------------------------------------
+
+
+def failpoint_hits(log: Path) -> list[dict]:
+    """The JSON lines a failpoint log holds (none yet: an empty list)."""
+    try:
+        return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def process_state(pid: int) -> str:
+    """The state letter of ``pid`` in /proc (``T``: stopped), or "gone"."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return "gone"
