@@ -69,7 +69,9 @@ def hospital_env(stack: Settings, *, default_logins: bool = False, **overrides: 
     All three database URLs name the test's own database. The worker's URL is the owner's, so a
     test may also use it to set up or break data; with ``default_logins`` it is the default
     least-privileged worker login instead, and the owner's and the reader's URLs are left unset,
-    so they take their defaults.
+    so they take their defaults: the logins of production (Settings.database_url's default user,
+    a member of hospital_writer; ``run`` hands its worker no owner URL). Every fault test runs
+    this way, so that it proves recovery with the rights the worker really has.
     """
     name = "t" + uuid.uuid4().hex[:10]
     host, port = stack.database_address

@@ -226,6 +226,11 @@ def crash_postgres(settings: Settings, timeout: float = STOP_TIMEOUT) -> int:
             if time.monotonic() > deadline:
                 raise StackError(f"PostgreSQL's processes outlived its postmaster {pid} by {timeout:.0f} s")
             time.sleep(0.05)
+        # a dead postmaster no one has reaped yet still "exists" for the new one's lock check
+        _, port = settings.database_address
+        socket_lock = paths.socket_dir / f".s.PGSQL.{port}.lock"
+        if _parse_pid((_read_lines(socket_lock) or [""])[0]) == pid:
+            socket_lock.unlink(missing_ok=True)
         logger.warning("crashed PostgreSQL (SIGKILL to postmaster %d); starting it again", pid)
         _up_postgres(settings, paths)
     return pid

@@ -142,10 +142,10 @@ def test_worker_killed_at_each_failpoint_ends_identical(
     assert cli(env, "validate").returncode == 0
 
 
-def test_postgres_outage_mid_run_loses_nothing(reference_run, new_stack_settings, tmp_path):
+def test_postgres_outage_mid_run_loses_nothing(reference_run, new_stack_settings, tmp_path, record_property):
     stack_settings: Settings = new_stack_settings()
     stack.up(stack_settings)
-    env = hospital_env(stack_settings)
+    env = hospital_env(stack_settings, default_logins=True)
     url = env["HOSPITAL_DATABASE_URL"]
     with (tmp_path / "run.log").open("w") as log:
         run = _start_run(env, log, speed="900")  # a day a second: most days come after the outage
@@ -159,17 +159,20 @@ def test_postgres_outage_mid_run_loses_nothing(reference_run, new_stack_settings
         stack.up(stack_settings, only=["postgres"])
         outage = time.monotonic() - outage_started
         assert run.wait(timeout=240) == 0, (tmp_path / "run.log").read_text()[-3000:]
-    print(f"PostgreSQL was down for {outage:.1f} s, with days up to {stored_before} stored")
+    record_property("fault", f"PostgreSQL stopped for {outage:.1f} s with days up to {stored_before} stored")
     assert stored_before < DAYS - 1
     assert "PostgreSQL unavailable" in (tmp_path / "run.log").read_text()
     assert data_checksums(url) == data_checksums(reference_run["HOSPITAL_DATABASE_URL"])
     assert cli(env, "validate").returncode == 0
 
 
-def test_broker_restarted_empty_mid_run_resumes_identical(reference_run, new_stack_settings, tmp_path):
+def test_broker_restarted_empty_mid_run_resumes_identical(
+    reference_run, new_stack_settings, tmp_path, record_property
+):
     stack_settings: Settings = new_stack_settings()
     stack.up(stack_settings)
-    env = hospital_env(stack_settings, HOSPITAL_STALL_SECONDS="60")  # a stall would heal, not hang
+    # a stall would heal, not hang
+    env = hospital_env(stack_settings, default_logins=True, HOSPITAL_STALL_SECONDS="60")
     url = env["HOSPITAL_DATABASE_URL"]
     log_path = tmp_path / "run.log"
     with log_path.open("w") as log:
@@ -180,7 +183,7 @@ def test_broker_restarted_empty_mid_run_resumes_identical(reference_run, new_sta
         stack.down(stack_settings, only=["broker"])  # every topic, offset and changelog is gone
         stack.up(stack_settings, only=["broker"])
         assert run.wait(timeout=400) == 0, log_path.read_text()[-3000:]
-    print(f"broker restarted empty with days up to {stored_before} of {DAYS} stored")
+    record_property("fault", f"broker restarted empty with days up to {stored_before} of {DAYS} stored")
     assert stored_before < DAYS - 1
     output = log_path.read_text()
     assert "the broker lost its messages" in output and "Traceback" not in output
@@ -189,16 +192,17 @@ def test_broker_restarted_empty_mid_run_resumes_identical(reference_run, new_sta
 
 
 def test_postgres_down_past_the_limit_stops_clearly_and_a_new_run_ends_identical(
-    reference_run, new_stack_settings, tmp_path
+    reference_run, new_stack_settings, tmp_path, record_property
 ):
     stack_settings: Settings = new_stack_settings()
     stack.up(stack_settings)
-    env = hospital_env(stack_settings, HOSPITAL_DB_OUTAGE_SECONDS="6")
+    env = hospital_env(stack_settings, default_logins=True, HOSPITAL_DB_OUTAGE_SECONDS="6")
     url = env["HOSPITAL_DATABASE_URL"]
     log_path = tmp_path / "run.log"
     with log_path.open("w") as log:
         run = _start_run(env, log, speed="900")
         _wait_for_day(url, run, 1)
+        stored_before = last_day(url)
         stack.down(stack_settings, only=["postgres"])
         down_at = time.monotonic()
         code = run.wait(timeout=120)
@@ -210,14 +214,21 @@ def test_postgres_down_past_the_limit_stops_clearly_and_a_new_run_ends_identical
         assert "Traceback" not in output
         final = _start_run(env, log)
         assert final.wait(timeout=300) == 0, log_path.read_text()[-3000:]
-    print(f"the worker stopped {stopped_after:.1f} s after PostgreSQL went down (limit 6 s)")
+    record_property(
+        "fault",
+        f"PostgreSQL stopped with days up to {stored_before} stored; the worker stopped"
+        f" {stopped_after:.1f} s later (limit 6 s)",
+    )
     assert stopped_after < 60
     assert data_checksums(url) == data_checksums(reference_run["HOSPITAL_DATABASE_URL"])
     assert cli(env, "validate").returncode == 0
 
 
-def test_a_frozen_worker_is_restarted_and_the_run_ends_identical(reference_run, embedded_stack, tmp_path):
-    env = hospital_env(embedded_stack, HOSPITAL_STALL_SECONDS="25")  # a restart takes ~15 s
+def test_a_frozen_worker_is_restarted_and_the_run_ends_identical(
+    reference_run, embedded_stack, tmp_path, record_property
+):
+    # a restart takes ~15 s
+    env = hospital_env(embedded_stack, default_logins=True, HOSPITAL_STALL_SECONDS="25")
     url = env["HOSPITAL_DATABASE_URL"]
     log_path = tmp_path / "run.log"
     with log_path.open("w") as log:
@@ -225,18 +236,21 @@ def test_a_frozen_worker_is_restarted_and_the_run_ends_identical(reference_run, 
         _wait_for_day(url, run, 1)
         assert run.poll() is None and last_day(url) < DAYS - 2, log_path.read_text()[-3000:]
         (worker,) = (int(pid) for pid in Path(f"/proc/{run.pid}/task/{run.pid}/children").read_text().split())
+        frozen_with = last_day(url)
         os.kill(worker, signal.SIGSTOP)  # alive, holding its partitions, storing nothing
         assert run.wait(timeout=300) == 0, log_path.read_text()[-3000:]
     output = log_path.read_text()
     assert "the worker stored nothing for too long" in output and "Traceback" not in output
     assert not Path(f"/proc/{worker}").exists()
+    record_property("fault", f"worker {worker} SIGSTOPped with days up to {frozen_with} stored")
     assert data_checksums(url) == data_checksums(reference_run["HOSPITAL_DATABASE_URL"])
     assert cli(env, "validate").returncode == 0
 
 
 def _sessions_in_transaction(env: dict[str, str]) -> list[tuple[str, str]]:
-    """(login, state) of the sessions of the run's database inside a transaction, but ours."""
-    with psycopg.connect(Settings.from_env(env).admin_url) as conn:
+    """(login, state) of the sessions of the run's database inside a transaction, but ours, as
+    the worker's login sees them (PostgreSQL shows a session's state to its own role only)."""
+    with psycopg.connect(env["HOSPITAL_DATABASE_URL"]) as conn:
         rows = conn.execute(
             "SELECT usename, state FROM pg_stat_activity WHERE datname = current_database()"
             " AND xact_start IS NOT NULL AND pid <> pg_backend_pid()"
@@ -249,6 +263,10 @@ def _crash_recoveries(stack_settings: Settings) -> int:
     return log.read_text(errors="replace").count("automatic recovery in progress")
 
 
+#: the sink's transaction the crash test pauses the worker in
+PAUSE_AT = 4
+
+
 def test_postgres_crashed_mid_transaction_recovers_and_the_run_ends_identical(
     reference_run, new_stack_settings, tmp_path, record_property
 ):
@@ -258,7 +276,8 @@ def test_postgres_crashed_mid_transaction_recovers_and_the_run_ends_identical(
     env = hospital_env(
         stack_settings,
         default_logins=True,
-        HOSPITAL_FAILPOINT="sink.before_commit:5:pause",
+        HOSPITAL_MAX_UNSUNK_DAYS=str(UNSUNK),  # a transaction or so a day: most days come after
+        HOSPITAL_FAILPOINT=f"sink.before_commit:{PAUSE_AT}:pause",
         HOSPITAL_FAILPOINT_LOG=str(hits_log),
     )
     url = env["HOSPITAL_DATABASE_URL"]
@@ -283,8 +302,8 @@ def test_postgres_crashed_mid_transaction_recovers_and_the_run_ends_identical(
         assert run.wait(timeout=300) == 0, log_path.read_text()[-3000:]
     record_property(
         "fault",
-        f"paused the worker at sink.before_commit hit 5 (day {paused['day']}, days up to {stored_before}"
-        f" stored), SIGKILLed postmaster {killed} under its open transaction, then SIGCONT",
+        f"paused the worker at sink.before_commit hit {PAUSE_AT} (day {paused['day']}, days up to"
+        f" {stored_before} stored), SIGKILLed postmaster {killed} under its open transaction, then SIGCONT",
     )
     assert _crash_recoveries(stack_settings) == recoveries + 1, "PostgreSQL recovered from a crash"
     output = log_path.read_text()

@@ -102,10 +102,11 @@ def _split(workers: list[Worker]):
     ],
 )
 def test_two_workers_share_the_partitions_and_one_survives_a_kill(
-    victim, reference_run, embedded_stack, tmp_path
+    victim, reference_run, embedded_stack, tmp_path, record_property
 ):
     env = hospital_env(
         embedded_stack,
+        default_logins=True,
         HOSPITAL_TOPIC_PARTITIONS=str(PARTITIONS),
         HOSPITAL_SPEED=SPEED,
         HOSPITAL_RUN_UNTIL_DAY=str(DAYS),
@@ -134,7 +135,7 @@ def test_two_workers_share_the_partitions_and_one_survives_a_kill(
     survivor.process.send_signal(signal.SIGTERM)
     survivor.process.wait(timeout=60)
 
-    print(f"killed the {victim} with days up to {stored_at_kill} of {DAYS} stored")
+    record_property("fault", f"SIGKILLed the {victim} with days up to {stored_at_kill} of {DAYS} stored")
     assert leads and everything <= holds, "the survivor took over every partition and the generator"
     assert wards_after == leader_wards | follower_wards
     output = survivor.log.read_text()
