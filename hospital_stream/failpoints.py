@@ -7,7 +7,7 @@
 count, simulated day when known, pid, time, and the action at the nth hit), flushed, and
 fsynced before the action, so the test can read where its fault landed.
 
-Unarmed, :func:`hit` costs one global lookup and a comparison (about 40 ns; see
+Unarmed, :func:`hit` costs one global lookup and a comparison (about 20 ns; see
 docs/architecture.md). This module imports nothing of the app and no Faust or psycopg, so any
 layer may call it; the worker arms it once, at start, from its Settings.
 """

@@ -354,7 +354,10 @@ def test_postgres_crashed_under_the_dashboard_and_an_export(new_stack_settings, 
             stdin=subprocess.DEVNULL,
         )
     STARTED.append(worker)
-    worker_log = lambda: log_path.read_text()[-3000:]  # noqa: E731
+
+    def worker_log() -> str:
+        return log_path.read_text()[-3000:]
+
     wait_until(
         "days 0..3 stored",
         lambda: last_day(url) >= 3,
@@ -407,6 +410,7 @@ def test_postgres_crashed_under_the_dashboard_and_an_export(new_stack_settings, 
     )
     stop.set()
     reader.join(timeout=60)
+    assert worker.poll() is None, "the worker outlived the crash"
     worker.send_signal(signal.SIGTERM)
     worker.wait(timeout=60)
     failed = sorted({f"{name} {status}" for seen in during for name, status in seen.items() if status != 200})
