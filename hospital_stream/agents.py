@@ -28,7 +28,7 @@ from typing import Any, NoReturn
 from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
 from faust.types import TP
 
-from hospital_stream import services, topics
+from hospital_stream import failpoints, services, topics
 from hospital_stream.app import app, settings
 from hospital_stream.errors import BrokerLost, DatabaseError, InvalidMessage
 from hospital_stream.metrics import METRICS
@@ -77,6 +77,19 @@ async def _leading() -> bool:
         return True
     await worker.generator.step_down()
     return False
+
+
+# mypy matches no async def against mode's SignalHandlerT union, typed as it asks or not
+@app.on_partitions_assigned.connect  # type: ignore[arg-type]
+async def note_partitions_assigned(sender: Any, *args: Any, **kwargs: Any) -> None:
+    """A rebalance gave this worker its partitions (a failpoint for the fault tests)."""
+    failpoints.hit("rebalance.assigned")
+
+
+@app.on_partitions_revoked.connect  # type: ignore[arg-type]
+async def note_partitions_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
+    """A rebalance took this worker's partitions (a failpoint for the fault tests)."""
+    failpoints.hit("rebalance.revoked")
 
 
 @app.agent(topics.sink_input)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import faust
 
+from hospital_stream import failpoints
 from hospital_stream.settings import Settings
 
 settings = Settings.from_env()
+# with the settings, not in a service: the first rebalance comes before the app's services start
+failpoints.arm(settings.failpoint, settings.failpoint_log)
 
 
 def _broker_settings(settings: Settings) -> dict[str, object]:

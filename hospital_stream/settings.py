@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from hospital_stream import failpoints
 from hospital_stream.errors import ConfigError
 
 T = TypeVar("T")
@@ -254,6 +255,19 @@ class Settings:
         "300",
         _parse_positive_float,
         "`run` restarts a worker that stores nothing for this long (at least three stream slots)",
+    )
+    failpoint: failpoints.Failpoint | None = _field(
+        "FAILPOINT",
+        "",
+        failpoints.parse,
+        "for fault tests: point[:nth[:kill|pause]] makes the worker SIGKILL or SIGSTOP itself at "
+        "the nth hit of that point (docs/architecture.md, failpoints); empty: none",
+    )
+    failpoint_log: Path | None = _field(
+        "FAILPOINT_LOG",
+        "",
+        lambda s: Path(s).expanduser().absolute() if s.strip() else None,
+        "for fault tests: a file where each hit of the armed failpoint appends a JSON line",
     )
 
     @classmethod

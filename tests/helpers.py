@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import json
 import os
 import subprocess
 import sys
@@ -71,7 +72,9 @@ def hospital_env(stack: Settings, *, default_logins: bool = False, **overrides: 
     All three database URLs name the test's own database. The worker's URL is the owner's, so a
     test may also use it to set up or break data; with ``default_logins`` it is the default
     least-privileged worker login instead, and the owner's and the reader's URLs are left unset,
-    so they take their defaults.
+    so they take their defaults: the logins of production (Settings.database_url's default user,
+    a member of hospital_writer; ``run`` hands its worker no owner URL). Every fault test runs
+    this way, so that it proves recovery with the rights the worker really has.
     """
     name = "t" + uuid.uuid4().hex[:10]
     host, port = stack.database_address
@@ -317,3 +320,22 @@ spelled_copy_tables = copy_text_tables.flatmap(lambda table: st.tuples(st.just(t
 copy_text_bytes = st.binary(max_size=64) | st.lists(
     st.sampled_from([bytes([b]) for b in b"\\\t\n\r\0.Nx7a"] + [b"\xc3", b"\xa9", b"\xff"]), max_size=24
 ).map(b"".join)
+
+
+# --- failpoints (hospital_stream/failpoints.py) --------------------------------------------------
+
+
+def failpoint_hits(log: Path) -> list[dict]:
+    """The JSON lines a failpoint log holds (none yet: an empty list)."""
+    try:
+        return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def process_state(pid: int) -> str:
+    """The state letter of ``pid`` in /proc (``T``: stopped), or "gone"."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return "gone"

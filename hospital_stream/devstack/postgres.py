@@ -34,10 +34,12 @@ from hospital_stream.devstack.processes import (
     _cmdline,
     _host_port,
     _is_executable,
+    _locked,
     _log_tail,
     _one_line,
     _parse_pid,
     _Paths,
+    _paths,
     _pid_alive,
     _read_lines,
     _terminate,
@@ -202,6 +204,36 @@ def _down_postgres(paths: _Paths) -> bool:
             paths.socket_dir.rmdir()  # the short fallback under /tmp, empty once stopped
     logger.info("stopped PostgreSQL (pid %d) in %.1f s", pid, time.monotonic() - t0)
     return True
+
+
+def crash_postgres(settings: Settings, timeout: float = STOP_TIMEOUT) -> int:
+    """Crash the embedded PostgreSQL and start it again; return the PID killed (for fault tests).
+
+    The postmaster (the PID in ``postmaster.pid``) gets SIGKILL: no shutdown checkpoint, open
+    transactions cut off. Its backends notice their postmaster died and exit; once they all
+    have, the server starts again and replays its WAL (crash recovery), as after a power cut.
+    """
+    paths = _paths(settings)
+    with _locked(paths):
+        pid = _postgres_pid(paths)
+        if pid is None:
+            raise StackError(f"the embedded PostgreSQL of {paths.home} is not running")
+        children = _read_lines(Path(f"/proc/{pid}/task/{pid}/children"))
+        backends = [child for line in children for child in map(int, line.split())]
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + timeout
+        while any(map(_pid_alive, [pid, *backends])):
+            if time.monotonic() > deadline:
+                raise StackError(f"PostgreSQL's processes outlived its postmaster {pid} by {timeout:.0f} s")
+            time.sleep(0.05)
+        # a dead postmaster no one has reaped yet still "exists" for the new one's lock check
+        _, port = settings.database_address
+        socket_lock = paths.socket_dir / f".s.PGSQL.{port}.lock"
+        if _parse_pid((_read_lines(socket_lock) or [""])[0]) == pid:
+            socket_lock.unlink(missing_ok=True)
+        logger.warning("crashed PostgreSQL (SIGKILL to postmaster %d); starting it again", pid)
+        _up_postgres(settings, paths)
+    return pid
 
 
 def _postgres_pid(paths: _Paths) -> int | None:

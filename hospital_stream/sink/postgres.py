@@ -25,7 +25,7 @@ from mode import Service
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from hospital_stream import db
+from hospital_stream import db, failpoints
 from hospital_stream.errors import DatabaseError, InvalidMessage
 from hospital_stream.metrics import METRICS
 from hospital_stream.model import HospitalConfig
@@ -266,6 +266,8 @@ class PostgresSink(Service):
                         letter.source.offset,
                         letter.row_number,
                     )
+            failpoints.hit("sink.before_commit", newest := max(days | stream_days, default=None))
+        failpoints.hit("sink.after_commit", newest)
         return result
 
     async def _run_id(self, conn: psycopg.AsyncConnection[Any]) -> str | None:
@@ -472,17 +474,19 @@ async def _write_rows(
 ) -> int:
     """``rows`` rows of a chunk, in a savepoint."""
     async with conn.transaction():
-        await apply_rows(conn, batch.spec, payload, rows)
+        await apply_rows(conn, batch.spec, payload, rows, day=batch.header.day)
     return rows
 
 
-async def apply_rows(conn: psycopg.AsyncConnection[Any], spec: TableSpec, payload: bytes, rows: int) -> None:
-    """Write ``rows`` COPY-text rows of one batch table (insert, merge or update)."""
+async def apply_rows(
+    conn: psycopg.AsyncConnection[Any], spec: TableSpec, payload: bytes, rows: int, *, day: int | None = None
+) -> None:
+    """Write ``rows`` COPY-text rows of one batch table (insert, merge or update) of ``day``."""
     if spec.mode == "insert":
-        await _copy(conn, spec.target, spec.columns, payload)
+        await _copy(conn, spec.target, spec.columns, payload, day)
         return
     stage = await _stage(conn, spec.name, spec.target, spec.columns)
-    await _copy(conn, stage, spec.columns, payload)
+    await _copy(conn, stage, spec.columns, payload, day)
     if spec.mode == "merge_transfers":
         await conn.execute(_merge_sql(stage, "seen_in_batch", "seen_in_stream", batch_wins=True))
         return
@@ -514,13 +518,20 @@ async def _stage(conn: psycopg.AsyncConnection[Any], name: str, target: str, col
 
 
 async def _copy(
-    conn: psycopg.AsyncConnection[Any], table: str, columns: Sequence[str], payload: bytes
+    conn: psycopg.AsyncConnection[Any],
+    table: str,
+    columns: Sequence[str],
+    payload: bytes,
+    day: int | None = None,
 ) -> None:
+    """COPY ``payload`` into ``table``; ``day``: the simulated day of a batch chunk's rows."""
     query = sql.SQL("COPY {} ({}) FROM STDIN").format(
         sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
     )
     async with conn.cursor() as cur, cur.copy(query) as copy:
         await copy.write(payload)
+        if day is not None:  # a chunk's rows are sent and its COPY not ended
+            failpoints.hit("sink.mid_copy", day)
 
 
 def parse_dead_letter(raw: bytes | None) -> DeadLetter:

@@ -21,7 +21,7 @@ import time
 import uuid
 from typing import Any
 
-from hospital_stream import db, sim
+from hospital_stream import db, failpoints, sim
 from hospital_stream.errors import DatabaseError
 from hospital_stream.metrics import METRICS
 from hospital_stream.settings import Settings
@@ -267,6 +267,10 @@ class Generator:
         with METRICS.timed("generate"):  # one day: simulate_day counted above, with no message
             messages = await asyncio.to_thread(encode_day, self.run_id, records)
         for message in messages:
+            if message is messages[-1]:
+                failpoints.hit("generator.before_closing", records.day)
+            elif records.day == 0:
+                failpoints.hit("generator.day0_chunks", records.day)
             await self._emit(TopicRole.BATCH, BATCH_KEY, message)
         METRICS.generated_rows.inc(sum(records.row_counts().values()))
         METRICS.produced_bytes.inc(sum(map(len, messages)))

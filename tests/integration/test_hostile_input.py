@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaProducer
 
 from hospital_stream import sim
 from hospital_stream.wire import batch
-from tests.helpers import BIN, DAYS, HOSPITAL, cli, data_checksums, hospital_env
+from tests.helpers import BIN, DAYS, HOSPITAL, cli, data_checksums, hospital_env, last_day
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -140,9 +140,9 @@ async def produce(bootstrap: str, prefix: str, plans: list[tuple[str, bytes, str
 
 
 def test_a_thousand_bad_messages_all_dead_lettered_and_the_run_unharmed(
-    reference_run, embedded_stack, tmp_path
+    reference_run, embedded_stack, tmp_path, record_property
 ):
-    env = hospital_env(embedded_stack)
+    env = hospital_env(embedded_stack, default_logins=True)
     url = env["HOSPITAL_DATABASE_URL"]
     log = (tmp_path / "run.log").open("w")
     run = subprocess.Popen(
@@ -166,6 +166,7 @@ def test_a_thousand_bad_messages_all_dead_lettered_and_the_run_unharmed(
         time.sleep(0.5)
     assert run_id, (tmp_path / "run.log").read_text()[-2000:]
     plans = bad_messages(run_id, random.Random(99))
+    stored_before = last_day(url)
     asyncio.run(produce("{}:{}".format(*embedded_stack.kafka_address), env["HOSPITAL_TOPIC_PREFIX"], plans))
     assert run.wait(timeout=300) == 0, (tmp_path / "run.log").read_text()[-3000:]
 
@@ -177,7 +178,11 @@ def test_a_thousand_bad_messages_all_dead_lettered_and_the_run_unharmed(
         if len(reasons) >= len(plans):
             break
         time.sleep(1)
-    print(f"injected {sum(1 for s, _, _ in plans if s)} bad messages; {len(reasons)} dead letters")
+    record_property(
+        "fault",
+        f"injected {sum(1 for s, _, _ in plans if s)} bad messages with days up to {stored_before}"
+        f" stored; {len(reasons)} dead letters",
+    )
     assert len(reasons) == len(plans)
     for fragment, count in expected.items():
         assert sum(fragment in reason for reason in reasons) >= count, fragment

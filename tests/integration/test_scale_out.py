@@ -111,10 +111,11 @@ def _split(workers: list[Worker]):
     ],
 )
 def test_two_workers_share_the_partitions_and_one_survives_a_kill(
-    victim, reference_run, embedded_stack, tmp_path
+    victim, reference_run, embedded_stack, tmp_path, record_property
 ):
     env = hospital_env(
         embedded_stack,
+        default_logins=True,
         HOSPITAL_TOPIC_PARTITIONS=str(PARTITIONS),
         HOSPITAL_SPEED=SPEED,
         HOSPITAL_RUN_UNTIL_DAY=str(DAYS),
@@ -143,7 +144,7 @@ def test_two_workers_share_the_partitions_and_one_survives_a_kill(
     survivor.process.send_signal(signal.SIGTERM)
     survivor.process.wait(timeout=60)
 
-    print(f"killed the {victim} with days up to {stored_at_kill} of {DAYS} stored")
+    record_property("fault", f"SIGKILLed the {victim} with days up to {stored_at_kill} of {DAYS} stored")
     assert generator["state"] == "here" and everything <= holds, "the survivor took over everything"
     assert wards_after == leader_wards | follower_wards
     output = survivor.log.read_text()
