@@ -20,7 +20,19 @@ from hospital_stream.model import CHUNK_ROWS, DayRecords, collection_paused, enc
 from hospital_stream.model.columns import Columns
 from hospital_stream.schema import TABLES, TableSpec
 from hospital_stream.wire.copy_text import decode_copy_rows, digest, encode_copy_rows
-from hospital_stream.wire.fields import MAX_MESSAGE_BYTES, SCHEMA_VERSION, json_object, require, require_count
+from hospital_stream.wire.fields import (
+    MAX_MESSAGE_BYTES,
+    SCHEMA_VERSION,
+    check_version,
+    json_object,
+    require,
+    require_count,
+)
+from hospital_stream.wire.kinds import DeadLetterKind
+
+#: Every batch message has the same key, so all days travel through one partition in order:
+#: a day's updates and references always find the rows of the days before it stored.
+BATCH_KEY = "hospital-batch"
 
 # --- batch messages ------------------------------------------------------------------------------
 
@@ -64,6 +76,10 @@ class BatchHeader:
 class BatchMessage:
     header: BatchHeader
     payload: bytes
+
+    def key(self) -> str:
+        """The key it travels with."""
+        return BATCH_KEY
 
     @property
     def spec(self) -> TableSpec:
@@ -132,14 +148,13 @@ def parse_batch_message(raw: bytes | None) -> BatchMessage:
     if not sep:
         raise InvalidMessage("no header line")
     obj = json_object(head)
-    if obj.get("v") != SCHEMA_VERSION:
-        raise InvalidMessage(f"unsupported schema version {obj.get('v')!r}")
+    check_version(obj.get("v"))
     kind = obj.get("kind")
     if kind not in ("chunk", "day"):
         raise InvalidMessage(f"unknown batch message kind {kind!r}")
     table = obj.get("table", "")
     if kind == "chunk" and table not in TABLES:
-        raise InvalidMessage(f"unknown table {table!r}")
+        raise InvalidMessage(f"unknown table {str(table)[:60]!r}", DeadLetterKind.UNKNOWN_TABLE)
     header = BatchHeader(
         kind=kind,
         run_id=require(obj, "run", str),
@@ -159,7 +174,7 @@ def parse_batch_message(raw: bytes | None) -> BatchMessage:
         except ValueError as exc:
             raise InvalidMessage(f"day message with date {header.date[:40]!r}") from exc
     if digest(payload) != header.digest:
-        raise InvalidMessage("payload digest mismatch")
+        raise InvalidMessage("payload digest mismatch", DeadLetterKind.DIGEST)
     lines = payload.count(b"\n")
     if kind == "chunk" and lines != header.rows:
         raise InvalidMessage(f"header says {header.rows} rows, payload has {lines}")

@@ -253,15 +253,18 @@ async def test_bulk_and_closing_batch_messages_produce_no_changes(worker, raw):
         (topics.STREAMED_TRANSFERS, _transfer("admit", None, 10_000)),  # no such ward
         (topics.STREAMED_TRANSFERS, _transfer("admit", None, 1, transferred_at="2020-01-05T10:00:00+02:00")),
         (topics.DAY_BATCHES, batch.encode_chunk("run-1", 0, 3, "transfers", []) + b"1\t2\n"),  # digest
+        (topics.STREAMED_TRANSFERS, _transfer("admit", None, 1)),  # keyed b"x", not by its admission
+        (topics.DAY_BATCHES, batch.encode_chunk("run-1", 0, 3, "transfers", [])),  # keyed b"x"
+        (topics.DAY_BATCHES, batch.encode_chunk("run-1", 999_999, 3, "transfers", [])),  # past the end
     ],
-    ids=["not-json", "unknown-ward", "wrong-day", "bad-digest"],
+    ids=["not-json", "unknown-ward", "wrong-day", "bad-digest", "bad-key", "bad-batch-key", "outside"],
 )
 @in_loop
 async def test_a_malformed_message_is_dropped_and_the_next_one_still_routed(worker, topic, raw):
     async with agents.route_hospital_records.test_context() as agent:
         await put(agent, raw, topic=topic, key=b"x")
         assert worker.router_producer.sent == []
-        await put(agent, _transfer("admit", None, _ward_ids()[0]), topic=topics.STREAMED_TRANSFERS)
+        await put(agent, _transfer("admit", None, _ward_ids()[0]), topic=topics.STREAMED_TRANSFERS, key=b"7")
 
     assert [(t, k) for t, k, *_ in worker.router_producer.sent] == [
         (topics.OCCUPANCY_CHANGES, str(_ward_ids()[0]).encode())
@@ -362,6 +365,34 @@ async def test_a_malformed_occupancy_change_is_dead_lettered_and_the_agent_goes_
     assert bytes.fromhex(letter["payload"]) == raw and letter["reason"]
     assert letter["kind"] == "agent_rejected"
     assert occupancy_by_ward[str(ward)]["patients"] == {"7": 42}
+
+
+@pytest.mark.parametrize(
+    ("raw", "key", "kind"),
+    [
+        (None, b"1", "tombstone"),
+        (_batch_change(1, 0, []).dumps(), None, "bad_key"),
+        (_batch_change(1, 0, []).dumps(), b"2", "bad_key"),
+        (_batch_change(1, 0, []).dumps()[:-1] + b', "v": 3}', b"1", "version"),
+        (b'{"x": "' + b"a" * 950_000 + b'"}', b"1", "oversized"),
+    ],
+    ids=["tombstone", "keyless", "wrong-key", "version", "oversized"],
+)
+@in_loop
+async def test_an_occupancy_change_in_a_bad_envelope_is_dead_lettered_with_its_kind(
+    worker, census, dead_letters, raw, key, kind
+):
+    async with agents.track_ward_occupancy.test_context() as agent:
+        bad = await put(agent, raw, key=key)
+
+    ((_, value),) = dead_letters
+    letter = json.loads(value)
+    assert (letter["topic"], letter["offset"], letter["kind"]) == (
+        topics.OCCUPANCY_CHANGES,
+        bad.message.offset,
+        kind,
+    )
+    assert "1" not in occupancy_by_ward
 
 
 # --- track_staff_assignments ---------------------------------------------------------------------
