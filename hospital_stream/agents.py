@@ -178,6 +178,7 @@ async def _changes(event: Any) -> list[Any]:
         if event.message.topic == topics.STREAMED_TRANSFERS:
             transfer = parse_streamed_transfer(value, services.context())
             check_key(event.message.key, transfer.key())
+            await _check_run(transfer.run_id)
             # the transfer's own send time travels on, so the table agent can tell its latency
             changes: list[tuple[Any, Message]] = [
                 (topics.occupancy_changes, change)
@@ -189,6 +190,7 @@ async def _changes(event: Any) -> list[Any]:
         batch = parse_batch_message(value)
         check_key(event.message.key, batch.key())
         check_in_schedule(batch.header.day, services.context().schedule_days)
+        await _check_run(batch.header.run_id)
     except InvalidMessage:
         return []  # the sink dead-letters it, with the reason
     table = batch.header.table
@@ -202,6 +204,14 @@ async def _changes(event: Any) -> list[Any]:
             (topics.staff_changes, change) for change in rules.staff_changes_for_chunk(table, batch.rows())
         ]
     return await _send_changes(changes, None)
+
+
+async def _check_run(run_id: str) -> None:
+    """A message of another run than the database's moves no ward or staff member (the sink
+    dead-letters it); while the run is not known, the sink's check is the only one."""
+    stored = await (await services.started()).sink.stored_run()
+    if stored is not None and run_id != stored:
+        raise InvalidMessage(f"message of run {run_id[:40]!r}, database holds run {stored!r}")
 
 
 async def _send_changes(changes: list[tuple[Any, Message]], timestamp: float | None) -> list[Any]:
@@ -223,6 +233,7 @@ async def track_ward_occupancy(changes: Any) -> None:
                 check_envelope(event.message.key, event.message.value), services.context().ward_ids
             )
             check_key(event.message.key, change.key())
+            check_in_schedule(change.day, services.context().schedule_days)
         except InvalidMessage as exc:
             await _dead_letter(event, exc)
             continue

@@ -155,6 +155,7 @@ class PostgresSink(Service):
             name="hospital-stream",
         )
         self.ready = asyncio.Event()
+        self._stored_run: str | None = None
 
     async def on_start(self) -> None:
         await asyncio.to_thread(db.migrate, self.settings.database_url)
@@ -323,6 +324,18 @@ class PostgresSink(Service):
             return check_dead_letter(parse_dead_letter(message.value), message.key, self.agent_topics)
         except InvalidMessage as exc:
             return DeadLetter(message, DeadLetterKind.BAD_DEAD_LETTER, str(exc))
+
+    async def stored_run(self) -> str | None:
+        """The run the database holds, for agents that check a message's run before they act on
+        it; None while it is not known (no run yet, or PostgreSQL unreachable: the sink still
+        checks every message it stores)."""
+        if self._stored_run is None and self.ready.is_set():
+            try:
+                async with self.pool.connection() as conn:
+                    self._stored_run = await self._run_id(conn)
+            except psycopg.OperationalError as exc:
+                logger.debug("could not read the run id: %s", exc)
+        return self._stored_run
 
     async def _run_id(self, conn: psycopg.AsyncConnection[Any]) -> str | None:
         row = await (await conn.execute("SELECT run_id FROM simulation")).fetchone()
