@@ -261,8 +261,8 @@ def test_worker_serves_views_from_its_tables_and_dead_letters_bad_input(embedded
             assert codes == []  # nothing of the chunk is stored, not even its good row
             ledger = conn.execute("SELECT count(*) FROM ingested_chunks WHERE sim_day = 999999").fetchone()
             chunk_letter = conn.execute(
-                "SELECT row_number, kind, sim_day, reason FROM dead_letters WHERE topic LIKE '%.records.batch'"
-                " AND position('Z99.9'::bytea IN payload) > 0"
+                "SELECT row_number, kind, sim_day, reason FROM dead_letters"
+                " WHERE topic LIKE '%.records.batch' AND position('Z99.9'::bytea IN payload) > 0"
             ).fetchall()
             planted = conn.execute(
                 "SELECT count(*) FROM dead_letters WHERE position(%s::bytea IN payload) > 0",
