@@ -83,6 +83,7 @@ class DeadLetter:
     row_number: int = 0
     payload: bytes | None = None  # default: the whole message
     table: str | None = None  # for a row of a batch chunk
+    payload_bytes: int | None = None  # the payload's size before it was capped; default: its own
 
 
 @dataclasses.dataclass
@@ -216,7 +217,7 @@ class PostgresSink(Service):
     async def _store_once(self, messages: Sequence[Incoming]) -> StoreResult:
         result = StoreResult()
         dead: list[DeadLetter] = []
-        streamed: dict[int, tuple[Incoming, StreamedTransfer]] = {}
+        streamed: list[tuple[Incoming, StreamedTransfer]] = []
         batches: list[tuple[Incoming, BatchMessage]] = []
         census: list[tuple[Incoming, WardCensus]] = []
         async with self.pool.connection() as conn, conn.transaction():
@@ -234,7 +235,7 @@ class PostgresSink(Service):
                         day = transfer.day
                         _check_run(transfer.run_id, run_id)
                         check_key(message.key, transfer.key())
-                        streamed[transfer.transfer_id] = (message, transfer)
+                        streamed.append((message, transfer))
                     elif role == TopicRole.BATCH:
                         batch = parse_batch_message(value)
                         day = batch.header.day
@@ -251,21 +252,20 @@ class PostgresSink(Service):
                     dead.append(DeadLetter(message, DeadLetterKind(exc.kind), str(exc), day))
             complete = await _complete_days(
                 conn,
-                {t.day for _, t in streamed.values()}
+                {t.day for _, t in streamed}
                 | {b.header.day for _, b in batches}
                 | {c.day for _, c in census},
             )
-            if complete:  # a complete day takes copies of what it stored, and nothing else
-                for transfer_id, (message, transfer) in list(streamed.items()):
-                    if transfer.day in complete:
-                        del streamed[transfer_id]
-                        if not await _is_stored_stream_copy(conn, transfer):
-                            dead.append(
-                                _day_closed(message, transfer.day, f"streamed transfer {transfer_id}")
-                            )
-            if streamed:
-                await self._merge_streamed(conn, [t for _, t in streamed.values()])
-                result.transfers_streamed += len(streamed)
+            transfers: dict[int, StreamedTransfer] = {}  # one of each: merged once
+            for message, transfer in streamed:  # a complete day takes copies of what it stored only
+                if transfer.day not in complete:
+                    transfers[transfer.transfer_id] = transfer
+                elif not await _is_stored_stream_copy(conn, transfer):
+                    what = f"streamed transfer {transfer.transfer_id}"
+                    dead.append(_day_closed(message, transfer.day, what))
+            if transfers:
+                await self._merge_streamed(conn, list(transfers.values()))
+                result.transfers_streamed += len(transfers)
             days: set[int] = set()
             closed: set[int] = set()
             for message, batch in batches:
@@ -289,7 +289,7 @@ class PostgresSink(Service):
                     dead.append(DeadLetter(message, DeadLetterKind(exc.kind), str(exc), batch.header.day))
                     continue
                 days.add(batch.header.day)
-            stream_days = {t.day for _, t in streamed.values()} | closed
+            stream_days = {t.day for t in transfers.values()} | closed
             if stream_days:
                 dead.extend(await self._reject_unconfirmed(conn, run_id or "", sorted(stream_days)))
             if census:
@@ -566,6 +566,7 @@ class PostgresSink(Service):
         rows = []
         for letter in dead:
             payload = letter.payload if letter.payload is not None else letter.source.value or b""
+            size = len(payload) if letter.payload_bytes is None else letter.payload_bytes
             source = letter.source
             rows.append(
                 (
@@ -579,7 +580,7 @@ class PostgresSink(Service):
                     letter.sim_day,
                     letter.reason[:1000],
                     payload[:DEAD_LETTER_PAYLOAD_BYTES],
-                    len(payload),
+                    size,
                 )
             )
         async with conn.cursor() as cur:
@@ -681,7 +682,8 @@ def parse_dead_letter(raw: bytes | None) -> DeadLetter:
         obj = json_object(raw)
         check_version(obj.get("v"))
         payload = bytes.fromhex(require(obj, "payload", str))
-        if require(obj, "payload_bytes", int) < len(payload):
+        size = require(obj, "payload_bytes", int)
+        if size < len(payload):
             raise InvalidMessage("payload_bytes is less than the payload it holds")
         source = Incoming(
             require(obj, "topic", str),
@@ -693,7 +695,7 @@ def parse_dead_letter(raw: bytes | None) -> DeadLetter:
         kind = DeadLetterKind(obj.get("kind", DeadLetterKind.AGENT_REJECTED))
         if kind not in AGENT_KINDS:
             raise InvalidMessage(f"kind {str(kind)!r} is not one an agent sends")
-        return DeadLetter(source, kind, require(obj, "reason", str))
+        return DeadLetter(source, kind, require(obj, "reason", str), payload_bytes=size)
     except (InvalidMessage, TypeError, ValueError) as exc:
         raise _bad_dead_letter(exc) from exc
 

@@ -51,6 +51,7 @@ class DeadLetterKind(enum.StrEnum):
 AGENT_KINDS = frozenset(
     {
         DeadLetterKind.AGENT_REJECTED,
+        DeadLetterKind.OUTSIDE_SCHEDULE,
         DeadLetterKind.TOMBSTONE,
         DeadLetterKind.BAD_KEY,
         DeadLetterKind.OVERSIZED,
