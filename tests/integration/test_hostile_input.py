@@ -244,7 +244,7 @@ async def genuine_messages(bootstrap: str, prefix: str) -> list[tuple[str, bytes
         await consumer.seek_to_beginning(*parts)
         ends = await consumer.end_offsets(parts)
         found = []
-        while any(await consumer.position(tp) < ends[tp] for tp in parts):
+        while [tp for tp in parts if await consumer.position(tp) < ends[tp]]:
             for records in (await consumer.getmany(timeout_ms=1000)).values():
                 for record in records:
                     head = record.value.partition(b"\n")[0] if record.value else b"{}"
