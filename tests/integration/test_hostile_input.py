@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import random
 import subprocess
+import time
 from collections.abc import Callable
 
 import psycopg
@@ -19,10 +20,13 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from hospital_stream import sim
+from hospital_stream.settings import Settings
+from hospital_stream.tools import kafka_admin
 from hospital_stream.wire import batch
 from hospital_stream.wire.batch import BATCH_KEY
 from hospital_stream.wire.dead_letters import encode_dead_letter
 from hospital_stream.wire.kinds import DeadLetterKind as K
+from hospital_stream.wire.roles import TopicRole
 from tests.helpers import BIN, DAYS, HOSPITAL, cli, data_checksums, hospital_env, last_day, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -320,3 +324,35 @@ def test_every_bad_message_is_dead_lettered_where_it_was_read_and_the_run_is_unh
     assert ledger == reference_ledger  # no chunk of theirs is entered, and none of the run's is missing
     assert data_checksums(url) == data_checksums(reference_run["HOSPITAL_DATABASE_URL"])
     assert cli(env, "validate").returncode == 0
+
+
+def test_run_waits_until_the_group_committed_every_input_topic_to_its_end(embedded_stack):
+    settings = Settings.from_env(hospital_env(embedded_stack))
+    bootstrap = "{}:{}".format(*embedded_stack.kafka_address)
+    staff, letters = (role.topic(settings.topic_prefix) for role in (TopicRole.STAFF, TopicRole.DEAD_LETTERS))
+    epoch = TopicRole.BROKER_EPOCH.topic(settings.topic_prefix)  # not an input: never waited for
+    sent = asyncio.run(
+        produce(bootstrap, [(staff, b"5", b"{}")] * 5 + [(letters, b"", b"{}")] * 3 + [(epoch, b"e", b"{}")])
+    )
+
+    started = time.monotonic()
+    left = kafka_admin.wait_until_drained(settings, timeout=3, every=1)
+    assert left and f"{staff} 5" in left and f"{letters} 3" in left and epoch not in left, left
+    assert time.monotonic() - started >= 2  # it looked until the timeout
+
+    async def commit_all() -> None:  # as the worker's group does once it stored them
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=settings.app_id, enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            ends = {TopicPartition(t, p): o + 1 for t, p, o in sent if t != epoch}
+            consumer.assign(list(ends))
+            await consumer.commit(ends)
+        finally:
+            await consumer.stop()
+
+    asyncio.run(commit_all())
+    started = time.monotonic()
+    assert kafka_admin.wait_until_drained(settings, timeout=30, every=1) is None
+    assert 1 <= time.monotonic() - started < 30  # seen twice, a second apart
