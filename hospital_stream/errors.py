@@ -29,6 +29,10 @@ class InvalidMessage(HospitalStreamError):
         self.kind = kind
 
 
+class UnencodableText(InvalidMessage):
+    """A value PostgreSQL's COPY text cannot carry (a NUL, a lone surrogate): refused, never altered."""
+
+
 class BrokerLost(HospitalStreamError):
     """The broker no longer holds what this worker sent it (restarted empty, topics deleted).
 

@@ -206,14 +206,16 @@ class Metrics:
             self.stage_messages.labels(stage).inc(messages)
 
     def set_wards(self, wards: Iterable[Mapping[str, object]]) -> None:
-        """Occupancy gauges from ward views (``code``, ``beds``, ``occupied``, ``waiting_for_bed``)."""
+        """Occupancy gauges from ward views (``code``, ``beds``, ``occupied``, ``waiting_for_bed``);
+        a ward whose occupancy is not known (None: the tables are not ready) has none."""
         for gauge in (self.ward_occupied, self.ward_beds, self.ward_waiting):
             gauge.clear()
         for ward in wards:
             label = str(ward["code"])
-            self.ward_occupied.labels(label).set(float(ward["occupied"]))  # type: ignore[arg-type]
             self.ward_beds.labels(label).set(float(ward["beds"]))  # type: ignore[arg-type]
-            self.ward_waiting.labels(label).set(float(ward["waiting_for_bed"]))  # type: ignore[arg-type]
+            if ward["occupied"] is not None:
+                self.ward_occupied.labels(label).set(float(ward["occupied"]))  # type: ignore[arg-type]
+                self.ward_waiting.labels(label).set(float(ward["waiting_for_bed"]))  # type: ignore[arg-type]
 
     def set_consumer_lag(self, partitions: Iterable[Mapping[str, object]]) -> None:
         """Lag gauges from ``{"topic", "partition", "lag"}`` rows (partitions no longer assigned go)."""

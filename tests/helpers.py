@@ -1,5 +1,6 @@
 """What the tests share: the integration runs' environment, the CLI runner, checksums,
-``wait_until``, and the synthetic cohort of the clinical tests. No test imports another test
+``wait_until``, the synthetic cohort of the clinical tests, and the property tests' strategies
+of COPY text. No test imports another test
 module or ``benchmarks/``; they import this."""
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from urllib.parse import urlsplit
 import numpy as np
 import psycopg
 import pytest
+from hypothesis import strategies as st
 
 from hospital_stream import db, schema, sim
 from hospital_stream.devstack.isolated import free_port
 from hospital_stream.model import clinical
 from hospital_stream.settings import DEFAULT_ADMIN_USER, DEFAULT_READER_USER, Settings
+from hospital_stream.tools import content
 
 T = TypeVar("T")
 
@@ -115,6 +118,13 @@ def data_checksums(url: str) -> dict[str, tuple[int, str]]:
             ).fetchone()
             sums[table] = (row[0], row[1])
     return sums
+
+
+def content_digests(url: str) -> dict[tuple[int, str], tuple[int, str]]:
+    """(rows, md5) per (day, table) of every complete day's stored rows, as validate's "content
+    equals simulator" digests them: equal to a clean run's when a fault stored the same content."""
+    with psycopg.connect(url) as conn:
+        return content.stored_digests(conn, 0, db.last_complete_day(conn))
 
 
 def last_day(url: str) -> int:
@@ -240,3 +250,70 @@ def make_cohort(
         icu_from=icu_from,
         icu_until=icu_until,
     )
+
+
+# --- strategies of COPY text (tests/unit/test_props_copy_text.py and its PostgreSQL twin) -------
+
+#: the characters COPY text must escape or refuse, and a lone surrogate, beside any character
+AWKWARD_CHARACTERS = "\\\t\n\r\0\b\f\v.NxX07\u00e9\u2028\U0001f600\ud800\udfff"
+awkward_text = st.text(
+    st.characters(exclude_categories=()) | st.sampled_from(AWKWARD_CHARACTERS), max_size=12
+)
+#: text PostgreSQL can store: no NUL, no lone surrogate
+storable_text = st.text(
+    st.characters(exclude_categories=("Cs",), exclude_characters="\0")
+    | st.sampled_from(AWKWARD_CHARACTERS[:-2].replace("\0", "")),
+    max_size=12,
+)
+copy_text_values = st.one_of(
+    st.none(),
+    st.integers(),
+    st.booleans(),
+    st.dates(),
+    st.datetimes(timezones=st.timezones()),
+    awkward_text,
+)
+#: rows of one width, of text or NULL, as COPY text decodes them
+copy_text_tables = st.integers(1, 4).flatmap(
+    lambda width: st.lists(
+        st.lists(st.none() | storable_text, min_size=width, max_size=width), min_size=1, max_size=5
+    )
+)
+
+_NAMED_ESCAPES = {"\b": "b", "\f": "f", "\n": "n", "\r": "r", "\t": "t", "\v": "v"}
+#: after a backslash, these mean something else than themselves (``N`` alone is NULL)
+_NOT_LITERAL_AFTER_BACKSLASH = set("bfnrtvx01234567.N")
+
+
+def _spellings(char: str) -> list[bytes]:
+    """Every way PostgreSQL's COPY text may spell one character (of text without NUL)."""
+    utf8 = char.encode()
+    ways = [b"".join(b"\\%03o" % byte for byte in utf8), b"".join(b"\\x%02X" % byte for byte in utf8)]
+    if char not in "\\\t\n\r":
+        ways.append(utf8)
+    if char in _NAMED_ESCAPES:
+        ways.append(b"\\" + _NAMED_ESCAPES[char].encode())
+    if char not in _NOT_LITERAL_AFTER_BACKSLASH:
+        ways.append(b"\\" + utf8)  # a backslash takes the next byte as it is, a tab or newline too
+    return ways
+
+
+def copy_spellings(table: list[list[str | None]]) -> st.SearchStrategy[bytes]:
+    """COPY text that PostgreSQL reads as ``table``, each character spelled any way it may be."""
+
+    def field(value: str | None) -> st.SearchStrategy[bytes]:
+        if value is None:
+            return st.just(b"\\N")
+        return st.tuples(*(st.sampled_from(_spellings(c)) for c in value)).map(b"".join)
+
+    def line(row: list[str | None]) -> st.SearchStrategy[bytes]:
+        return st.tuples(*map(field, row)).map(lambda fields: b"\t".join(fields) + b"\n")
+
+    return st.tuples(*map(line, table)).map(b"".join)
+
+
+spelled_copy_tables = copy_text_tables.flatmap(lambda table: st.tuples(st.just(table), copy_spellings(table)))
+#: bytes from anywhere, and bytes made mostly of what COPY text treats specially
+copy_text_bytes = st.binary(max_size=64) | st.lists(
+    st.sampled_from([bytes([b]) for b in b"\\\t\n\r\0.Nx7a"] + [b"\xc3", b"\xa9", b"\xff"]), max_size=24
+).map(b"".join)

@@ -73,6 +73,28 @@ def plan_command(days: int | None, beds: int | None, population: int | None, see
     )
 
 
+def _dead_letter_counts(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> dict[str, int]:
+    """``KIND=N`` options as {kind: N}, each kind one of the dead_letters table's."""
+    from hospital_stream.wire.dead_letters import DeadLetterKind
+
+    kinds = [str(kind) for kind in DeadLetterKind]
+    counts: dict[str, int] = {}
+    for value in values:
+        kind, equals, number = value.partition("=")
+        if not equals or not number.isdigit():
+            raise click.BadParameter(f"{value!r} is not KIND=N (N a count, e.g. bad_row=2)", ctx, param)
+        if kind not in kinds:
+            raise click.BadParameter(
+                f"{kind!r} is no dead-letter kind: one of {', '.join(kinds)}", ctx, param
+            )
+        if kind in counts:
+            raise click.BadParameter(f"{kind} is declared twice", ctx, param)
+        counts[kind] = int(number)
+    return counts
+
+
 @main.command("validate")
 @click.option(
     "--from", "first", type=click.IntRange(min=0), default=0, show_default=True, help="First day judged."
@@ -80,13 +102,31 @@ def plan_command(days: int | None, beds: int | None, population: int | None, see
 @click.option(
     "--to", "last", type=click.IntRange(min=0), help="Last day judged  [default: last complete day]"
 )
+@click.option(
+    "--expect-dead-letters",
+    "dead_letters",
+    multiple=True,
+    metavar="KIND=N",
+    callback=_dead_letter_counts,
+    help="The store holds exactly N dead letters (not replayed) of KIND; repeatable. Default: none.",
+)
+@click.option(
+    "--skip-content",
+    is_flag=True,
+    help="Do not compare the stored rows with the simulator's (the slow check).",
+)
+@click.option("--digests", is_flag=True, help="Print the rows and md5 of every stored day and table.")
 @friendly_errors
-def validate(first: int, last: int | None) -> None:
+def validate(
+    first: int, last: int | None, dead_letters: dict[str, int], skip_content: bool, digests: bool
+) -> None:
     """Check the stored data's invariants; exit 1 with a report if any fails.
 
     The checks judge the days 30 simulated days at a time, each window's queries reading only
-    its days; a line on stderr reports each window."""
-    from hospital_stream.tools.validate import run_checks
+    its days; a line on stderr reports each window. "content equals simulator" runs the
+    simulator again for the days judged and compares every stored row with its rows."""
+    from hospital_stream.tools import content
+    from hospital_stream.tools.validate import ALL_CHECKS, run_checks
 
     if last is not None and last < first:
         raise click.BadParameter(f"--to {last} is before --from {first}", param_hint="--to")
@@ -95,11 +135,16 @@ def validate(first: int, last: int | None) -> None:
         click.echo(f"checked days {lo}..{hi} in {seconds:.2f} s", err=True)
 
     with _database(_settings()) as conn:
-        day, outcomes = run_checks(conn, first, last, progress)
+        day, outcomes = run_checks(
+            conn, first, last, progress, check_content=not skip_content, dead_letters=dead_letters
+        )
+        stored = content.stored_digests(conn, first, day) if digests and day >= first else {}
     if day < 0:
         raise click.ClickException("no complete day stored yet: nothing to validate")
     if day < first:
         raise click.ClickException(f"day {first} is not completely stored yet (last complete day: {day})")
+    for (sim_day, table), (rows, md5) in sorted(stored.items()):
+        click.echo(f"digest day {sim_day} {table} {rows} rows md5 {md5}")
     click.echo(f"validating days {first}..{day}")
     for outcome in outcomes:
         mark = "ok  " if outcome.ok else "FAIL"
@@ -108,12 +153,23 @@ def validate(first: int, last: int | None) -> None:
             + ("" if outcome.ok else f" -- {outcome.violations:,} violations")
         )
         for row in outcome.sample:
-            click.echo(f"       e.g. {row}")
+            click.echo(f"       e.g. {_example(outcome.columns, row)}")
     failed = [o for o in outcomes if not o.ok]
     if failed:
         click.echo(f"{len(failed)} of {len(outcomes)} checks failed", err=True)
         raise click.exceptions.Exit(1)
-    click.echo(f"all {len(outcomes)} checks passed")
+    skipped = len(ALL_CHECKS) - len(outcomes)
+    click.echo(
+        f"all {len(outcomes)} checks passed" + (f" ({skipped} skipped: --skip-content)" if skipped else "")
+    )
+
+
+def _example(columns: tuple[str, ...], row: tuple[object, ...]) -> str:
+    """A violation's values, named by their columns when the check has them."""
+    values = ["NULL" if value is None else str(value) for value in row]
+    if not columns:
+        return " | ".join(values)
+    return ", ".join(f"{column}={value}" for column, value in zip(columns, values, strict=True))
 
 
 @main.group("dlq")

@@ -170,6 +170,20 @@ class HospitalConfig:
             population=settings.population,
         )
 
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> HospitalConfig:
+        """The config :meth:`to_json` recorded: its share is the planned one again when it was
+        (``to_json`` rounds it, and the rounded share would simulate another hospital)."""
+        planned = cls(
+            seed=int(obj["seed"]),
+            start_date=dt.date.fromisoformat(obj["start_date"]),
+            beds=int(obj["beds"]),
+            population=int(obj["population"]),
+        )
+        if planned.to_json() == obj:
+            return planned
+        return dataclasses.replace(planned, market_share=float(obj["market_share"]))
+
     def date_of(self, day: int) -> dt.date:
         return self.start_date + dt.timedelta(days=day)
 

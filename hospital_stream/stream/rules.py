@@ -1,7 +1,11 @@
 """The live state the Faust tables hold, as pure functions over plain JSON values.
 
 Tables are updated at least once per change (Kafka may redeliver), so every function here is
-idempotent: applying a change twice leaves the same value as applying it once.
+idempotent: applying a change twice leaves the same value as applying it once, and a change
+delivered again at any later point changes nothing. The order matters only as the pipeline
+guarantees it (tests/unit/test_props_rules.py): a ward's ``batch`` changes first arrive in day
+order, and a staff member's changes in the order they happened (each key has one partition);
+``stream`` changes may come in any order. A ``snapshot`` is a reset: what follows it is sent again.
 
 A ward's value keeps the census at the end of the last closed day (``patients``) and, on top,
 the live moves streamed since (``live``). A day's batch replaces both: it replays the ward's

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import psycopg
 
-from hospital_stream import db, schema
+from hospital_stream import db
 from hospital_stream.model import calendar
+from hospital_stream.tools import content
 
 SAMPLE = 5
 TZ = calendar.TIME_ZONE_NAME
@@ -35,7 +36,8 @@ class Check:
     description: str
     #: a query returning one row per violation among the days %(first)s..%(last)s (the window);
     #: %(day)s is the last complete day, for what a window's rows refer to outside it
-    query: str
+    #: (empty: the check is no windowed query, see DEAD_LETTERS and CONTENT)
+    query: str = ""
 
 
 @dataclasses.dataclass
@@ -43,6 +45,8 @@ class Outcome:
     check: Check
     violations: int = 0
     sample: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
+    #: the sample's column names (none: content's sample, a difference then its rows)
+    columns: tuple[str, ...] = ()
     #: the time its queries took, all windows together, and the slowest window's
     seconds: float = 0.0
     slowest_seconds: float = 0.0
@@ -52,17 +56,10 @@ class Outcome:
         return self.violations == 0
 
 
-#: the window's days
-WINDOW = "sim_day BETWEEN %(first)s AND %(last)s"
-#: the tables whose rows carry the day that stored them (a transfer counts once, in its batch)
-DAY_TABLES = tuple(t for t in schema.DATA_TABLES if t not in (*schema.REFERENCE_TABLES, "ward_census"))
+#: each batch table's stored rows per day, as content equals simulator digests them
 _ROW_COUNTS = "\n UNION ALL ".join(
-    [f"SELECT '{t}', 0, count(*) FROM {t} WHERE %(first)s = 0" for t in schema.REFERENCE_TABLES]
-    + [
-        f"SELECT '{t}', sim_day, count(*) FROM {t}"
-        f" WHERE {'seen_in_batch AND ' if t == 'transfers' else ''}{WINDOW} GROUP BY sim_day"
-        for t in DAY_TABLES
-    ]
+    f"SELECT '{name}', sim_day, count(*) FROM ({source.rows_sql(text=False)}) x GROUP BY sim_day"
+    for name, source in content.SOURCES.items()
 )
 
 CHECKS = (
@@ -183,22 +180,7 @@ CHECKS = (
                WHERE d.sim_day BETWEEN %(first)s AND %(last)s),
            actual (t, sim_day, n) AS ("""
         + _ROW_COUNTS
-        + """
-               UNION ALL SELECT 'staff_retirements', d.sim_day, count(*) FROM staff s
-                   JOIN sim_days d ON d.sim_date = s.retired_on
-                   WHERE d.sim_day BETWEEN %(first)s AND %(last)s GROUP BY d.sim_day
-               UNION ALL SELECT 'staff_assignment_ends', d.sim_day, count(*) FROM staff_assignments a
-                   JOIN sim_days d ON d.sim_date = a.ends_on + 1
-                   WHERE d.sim_day BETWEEN %(first)s AND %(last)s GROUP BY d.sim_day
-               UNION ALL SELECT 'admission_discharges', d.sim_day, count(*) FROM admissions a
-                   JOIN sim_days d ON d.sim_date = (a.discharged_at AT TIME ZONE %(tz)s)::date
-                   WHERE d.sim_day BETWEEN %(first)s AND %(last)s
-                     -- the window's local days, as a range the index on discharged_at answers
-                     AND a.discharged_at >= (SELECT sim_date FROM sim_days WHERE sim_day = %(first)s)
-                                            ::timestamp AT TIME ZONE %(tz)s
-                     AND a.discharged_at < (SELECT sim_date + 1 FROM sim_days WHERE sim_day = %(last)s)
-                                           ::timestamp AT TIME ZONE %(tz)s
-                   GROUP BY d.sim_day)
+        + """)
            SELECT e.sim_day, e.table_name, e.rows AS expected, coalesce(a.n, 0) AS stored
            FROM expected e LEFT JOIN actual a ON a.t = e.table_name AND a.sim_day = e.sim_day
            WHERE coalesce(a.n, 0) <> e.rows""",
@@ -278,6 +260,33 @@ CHECKS = (
 )
 
 
+#: judged once, not per window: the dead letters not replayed, per kind, against the counts
+#: declared (%(kinds)s, %(counts)s); one row per kind whose count differs, with an example
+DEAD_LETTERS = Check(
+    "dead letters explained",
+    "the dead letters not replayed are exactly those declared with --expect-dead-letters KIND=N",
+    """WITH declared AS (SELECT * FROM unnest(%(kinds)s::text[], %(counts)s::int[]) AS e (kind, n)),
+       stored AS (
+           SELECT kind, count(*) AS n, min(dead_letter_id) AS example FROM dead_letters
+           WHERE replayed_at IS NULL GROUP BY kind)
+       SELECT coalesce(s.kind, e.kind) AS kind, coalesce(e.n, 0) AS declared, coalesce(s.n, 0) AS stored,
+              l.dead_letter_id,
+              l.sim_day, l.topic, left(l.reason, 120) AS reason
+       FROM stored s FULL JOIN declared e ON e.kind = s.kind
+       LEFT JOIN dead_letters l ON l.dead_letter_id = s.example
+       WHERE coalesce(e.n, 0) <> coalesce(s.n, 0)
+       ORDER BY 1""",
+)
+#: every day's stored rows against the simulator's (tools/content.py), a window at a time
+CONTENT = Check(
+    "content equals simulator",
+    "every stored row of every table and every day's checkpoint equal what the simulator, run "
+    "again with the run's config, makes for that day (an md5 per day and table)",
+)
+#: every check validate runs, in the order it reports them
+ALL_CHECKS = (*CHECKS, DEAD_LETTERS, CONTENT)
+
+
 def windows(first: int, last: int, days: int = WINDOW_DAYS) -> Iterator[tuple[int, int]]:
     """``first..last`` as consecutive ranges of at most ``days`` days."""
     for start in range(first, last + 1, days):
@@ -289,31 +298,73 @@ def run_checks(
     first: int = 0,
     last: int | None = None,
     progress: Callable[[int, int, float], None] = lambda first, last, seconds: None,
+    *,
+    check_content: bool = True,
+    dead_letters: Mapping[str, int] | None = None,
 ) -> tuple[int, list[Outcome]]:
     """The last day judged (``last``, at most the last complete day), and every check's outcome
-    over the days ``first..last``, judged a window at a time; ``progress`` hears of each window."""
+    over the days ``first..last``, judged a window at a time; ``progress`` hears of each window.
+
+    ``dead_letters`` declares how many dead letters of each kind the store holds; without
+    ``check_content`` the stored rows are not compared with the simulator's (the slow check),
+    and CONTENT has no outcome.
+    """
     # a window's query is short: compiling it (JIT) would cost more than it saves, often seconds
     conn.execute("SET jit = off")
     conn.execute("SET work_mem = '64MB'")  # the admissions' hash in one batch
     complete = db.last_complete_day(conn)
     last = complete if last is None else min(last, complete)
     outcomes = [Outcome(check) for check in CHECKS]
+    comparison = content.Comparison(conn, first, last) if check_content and first <= last else None
+    compared = Outcome(CONTENT)
     for lo, hi in windows(first, last):
         started = time.perf_counter()
         for outcome in outcomes:
-            # MATERIALIZED: the check is planned for all its rows, never as a fast start for the LIMIT
-            query = (
-                f"WITH v AS MATERIALIZED ({outcome.check.query})"
-                f" SELECT count(*) OVER (), * FROM v LIMIT {SAMPLE}"
-            )
+            _judge(conn, outcome, {"first": lo, "last": hi, "day": complete, "tz": TZ})
+        if comparison is not None:
             t0 = time.perf_counter()
-            params = {"first": lo, "last": hi, "day": complete, "tz": TZ}
-            rows = conn.execute(query, params).fetchall()  # type: ignore[arg-type]
-            seconds = time.perf_counter() - t0
-            outcome.seconds += seconds
-            outcome.slowest_seconds = max(outcome.slowest_seconds, seconds)
-            if rows:
-                outcome.violations += int(rows[0][0])
-                outcome.sample.extend(tuple(r[1:]) for r in rows[: SAMPLE - len(outcome.sample)])
+            comparison.window(lo, hi)
+            _timed(compared, time.perf_counter() - t0)
         progress(lo, hi, time.perf_counter() - started)
+    declared = dict(dead_letters or {})
+    outcomes.append(Outcome(DEAD_LETTERS))
+    _judge(conn, outcomes[-1], {"kinds": list(declared), "counts": list(declared.values())})
+    if check_content:
+        outcomes.append(compared)
+    if comparison is not None and comparison.first is not None:
+        found = comparison.first
+        compared.violations = comparison.differences
+        compared.sample = [
+            (
+                f"day {found.day}",
+                found.table,
+                f"stored {_digest(found.stored)}",
+                f"simulator {_digest(found.simulated)}",
+            ),
+            *found.rows,
+        ][:SAMPLE]
     return last, outcomes
+
+
+def _judge(conn: psycopg.Connection[Any], outcome: Outcome, params: dict[str, Any]) -> None:
+    """Run ``outcome``'s query once, adding its violations and up to SAMPLE examples."""
+    # MATERIALIZED: the check is planned for all its rows, never as a fast start for the LIMIT
+    query = f"WITH v AS MATERIALIZED ({outcome.check.query}) SELECT count(*) OVER (), * FROM v LIMIT {SAMPLE}"
+    t0 = time.perf_counter()
+    cur = conn.execute(query, params)  # type: ignore[arg-type]
+    rows = cur.fetchall()
+    _timed(outcome, time.perf_counter() - t0)
+    outcome.columns = tuple(column.name for column in (cur.description or ())[1:])
+    if rows:
+        outcome.violations += int(rows[0][0])
+        outcome.sample.extend(tuple(r[1:]) for r in rows[: SAMPLE - len(outcome.sample)])
+
+
+def _timed(outcome: Outcome, seconds: float) -> None:
+    outcome.seconds += seconds
+    outcome.slowest_seconds = max(outcome.slowest_seconds, seconds)
+
+
+def _digest(digest: content.Digest) -> str:
+    rows, md5 = digest
+    return f"{rows} rows, md5 {md5 or '-'}"

@@ -7,7 +7,9 @@
 
 Live state comes from this worker's own tables, consumer and sink; history from PostgreSQL,
 through the ``Dashboard`` service (:mod:`hospital_stream.web.dashboard`); what the panels compute
-from both, from :mod:`hospital_stream.web.panels`.
+from both, from :mod:`hospital_stream.web.panels`. Every live answer carries the tables' state
+(``unassigned``, ``recovering``, ``ready``): until they are ready, the boards show no numbers
+from them.
 """
 
 from __future__ import annotations
@@ -16,11 +18,14 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from typing import Any
+from typing import Any, cast
 
 from aiokafka.errors import IllegalStateError
 from faust import web
+from faust.assignor import LeaderAssignor, PartitionAssignor
 from faust.exceptions import ConsumerNotStarted
+from faust.tables.manager import TableManager
+from faust.types import TP
 
 from hospital_stream import services, topics
 from hospital_stream.app import app, settings
@@ -28,7 +33,14 @@ from hospital_stream.metrics import CONTENT_TYPE, METRICS
 from hospital_stream.tables import assignment_by_staff, occupancy_by_ward
 from hospital_stream.web.dashboard import Dashboard, DashboardUnavailable, WorkerDashboard
 from hospital_stream.web.page import API_HEADERS, CONTENT_TYPES, PAGE_HEADERS, STATIC, STATIC_NAME
-from hospital_stream.web.panels import consumer_lag, staff_board, ward_board
+from hospital_stream.web.panels import (
+    consumer_lag,
+    generator_state,
+    recovered_partitions,
+    staff_board,
+    tables_state,
+    ward_board,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +54,39 @@ def _dashboard() -> Dashboard:
 # --- live state of this worker -----------------------------------------------------------------
 
 
+def _assignment() -> set[TP]:
+    """Every partition this worker's consumer holds now (none before it has joined its group)."""
+    try:
+        return set(app.consumer.assignment())
+    except ConsumerNotStarted:
+        return set()
+
+
+def _tables(assignment: set[TP]) -> dict[str, Any]:
+    """The tables' state, from the assignment, the table manager and its ``Recovery`` service:
+    which changelog partitions this worker holds, and which of them recovery has read to their
+    end (``active_highwaters`` against ``active_offsets``)."""
+    changelogs = app.tables.changelog_topics
+    actives = [tp for tp in app.assignor.assigned_actives() if tp.topic in changelogs]
+    recovery = cast(TableManager, app.tables).recovery
+    done = recovered_partitions(actives, recovery.active_highwaters, recovery.active_offsets)
+    return tables_state(bool(assignment), app.tables.actives_ready, len(actives), done)
+
+
+def _generator(assignment: set[TP]) -> dict[str, Any]:
+    """Where the generator runs: the worker holding the leader partition in the group's last
+    assignment (every member gets the whole group's assignment of the other topics from Faust's
+    assignor, by worker URL)."""
+    leader_tp = cast(LeaderAssignor, app._leader_assignor)._leader_tp
+    group = cast(PartitionAssignor, app.assignor).external_topics_metadata()
+    holders = [url for url, topics in group.items() if leader_tp.partition in topics.get(leader_tp.topic, ())]
+    return generator_state(bool(assignment), leader_tp in assignment, holders, str(app.conf.canonical_url))
+
+
 def _table_wards() -> dict[str, Any]:
     values = {int(k): v for k, v in occupancy_by_ward.items()}
-    return ward_board(values, services.wards().values(), None)
+    ready = _tables(_assignment())["state"] == "ready"
+    return ward_board(values, services.wards().values(), None, tables_ready=ready)
 
 
 _NOT_ASSIGNED = (ConsumerNotStarted, IllegalStateError)
@@ -54,10 +96,7 @@ async def _consumer_partitions() -> list[dict[str, Any]]:
     """Lag of this worker's own consumer, from what it knows locally (no broker round trip)."""
     consumer = app.consumer
     prefix = settings.topic_prefix + "."
-    try:
-        assigned = [tp for tp in consumer.assignment() if tp.topic.startswith(prefix)]
-    except ConsumerNotStarted:
-        return []
+    assigned = [tp for tp in _assignment() if tp.topic.startswith(prefix)]
     highwater: dict[tuple[str, int], int | None] = {}
     committed: dict[tuple[str, int], int | None] = {}
     position: dict[tuple[str, int], int | None] = {}
@@ -126,10 +165,16 @@ async def dashboard_static(self: web.View, request: web.Request, name: str) -> w
 
 @app.page("/dashboard/api/wards")
 async def dashboard_wards(self: web.View, request: web.Request) -> web.Response:
-    """Every ward's beds, occupancy, pressure and waiting arrivals (the table), with the bed
-    requests of the last complete day by outcome (PostgreSQL)."""
+    """Every ward's beds, occupancy, pressure and waiting arrivals (the table, once it is ready),
+    with the bed requests of the last complete day by outcome (PostgreSQL)."""
     values = {int(k): v for k, v in occupancy_by_ward.items()}
-    payload: dict[str, Any] = {"requests_day": None, "requests_date": None, "database_error": None}
+    tables = _tables(_assignment())
+    payload: dict[str, Any] = {
+        "tables": tables,
+        "requests_day": None,
+        "requests_date": None,
+        "database_error": None,
+    }
     requests = None
     try:
         day = await _dashboard().last_complete_day()
@@ -138,18 +183,19 @@ async def dashboard_wards(self: web.View, request: web.Request) -> web.Response:
             payload.update(requests_day=day, requests_date=_dashboard().date_of(day).isoformat())
     except DashboardUnavailable as exc:
         payload["database_error"] = str(exc)
-    payload.update(ward_board(values, services.wards().values(), requests))
+    payload.update(ward_board(values, services.wards().values(), requests, tables["state"] == "ready"))
     return _api(self, payload)
 
 
 @app.page("/dashboard/api/staffing")
 async def dashboard_staffing(self: web.View, request: web.Request) -> web.Response:
-    """Assignments per ward, role and specialty (the table), wards below their minimum, and
-    retirements coming and replacements made (PostgreSQL)."""
+    """Assignments per ward, role and specialty (the table, once it is ready), wards below their
+    minimum, and retirements coming and replacements made (PostgreSQL)."""
+    tables = _tables(_assignment())
     payload: dict[str, Any] = staff_board(
-        [m for _, m in assignment_by_staff.items()], services.wards().values()
+        [m for _, m in assignment_by_staff.items()], services.wards().values(), tables["state"] == "ready"
     )
-    payload.update(as_of_date=None, retirements=None, replacements=None, database_error=None)
+    payload.update(tables=tables, as_of_date=None, retirements=None, replacements=None, database_error=None)
     try:
         day = await _dashboard().last_complete_day()
         if day >= 0:
@@ -173,14 +219,17 @@ async def dashboard_schedule(self: web.View, request: web.Request) -> web.Respon
 
 @app.page("/dashboard/api/pipeline")
 async def dashboard_pipeline(self: web.View, request: web.Request) -> web.Response:
-    """This worker's consumer lag, the sink's buffer and last flush, and the dead letters."""
+    """The tables' state, where the generator runs, this worker's consumer lag, the sink's buffer
+    and last flush, and the dead letters."""
+    assignment = _assignment()
     partitions = await _consumer_partitions()
     payload: dict[str, Any] = {
+        "tables": _tables(assignment),
+        "generator": _generator(assignment),
         "consumer": {
-            # the one worker that generates (no partitions: the consumer may not have started)
-            "leader": bool(partitions) and app.is_leader(),
             "partitions": partitions,
-            "lag": sum(p["lag"] or 0 for p in partitions),
+            # no partitions yet: no lag known, rather than none
+            "lag": sum(p["lag"] or 0 for p in partitions) if partitions else None,
         },
         "sink": {
             "buffered_messages": _buffered_messages(),

@@ -1,6 +1,7 @@
-"""What the dashboard's panels compute from what they read: ward pressure, staffing minimums
-and gaps, retirements and their replacements, rates and the ETA, the ward and staff boards,
-stream-against-batch reconciliation and consumer lag.
+"""What the dashboard's panels compute from what they read: whether the tables can be believed
+yet and where the generator runs, ward pressure, staffing minimums and gaps, retirements and
+their replacements, rates and the ETA, the ward and staff boards, stream-against-batch
+reconciliation and consumer lag.
 
 Pure functions of plain values: this module imports neither Faust nor the app (an import-linter
 contract in setup.cfg keeps it so), so the panels unit-test without building either.
@@ -13,7 +14,7 @@ import datetime as dt
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from hospital_stream.model import RETIREMENT_AGE, STAFF_PER_BED, Ward
 from hospital_stream.stream import rules
@@ -32,6 +33,65 @@ ROWS_RATE_WINDOW_SECONDS = 30.0
 DAYS_RATE_WINDOW_SECONDS = 300.0
 #: seconds a simulated day takes at speed 1 (a batch every 15 minutes)
 SECONDS_PER_DAY_AT_SPEED_1 = 900.0
+
+
+#: what a worker's tables are worth: nothing assigned yet, being rebuilt from their changelogs,
+#: or up to date (only then do the ward and staff boards show numbers)
+TABLES_STATES = ("unassigned", "recovering", "ready")
+
+
+Partition = TypeVar("Partition")
+
+
+def recovered_partitions(
+    partitions: Iterable[Partition],
+    highwaters: Mapping[Partition, int | None],
+    offsets: Mapping[Partition, int | None],
+) -> int:
+    """How many of a table's changelog ``partitions`` recovery has read to the end.
+
+    Faust's recovery keeps, per changelog partition, the offset of the last message it must read
+    (its highwater) and the offset of the last one it read, both -1 for an empty partition. A
+    partition whose highwater it has not asked for yet is not recovered.
+    """
+    done = 0
+    for tp in partitions:
+        end, read = highwaters.get(tp), offsets.get(tp)
+        if end is not None and read is not None and read >= end:
+            done += 1
+    return done
+
+
+def tables_state(assigned: bool, actives_ready: bool, partitions: int, recovered: int) -> dict[str, Any]:
+    """The tables' state from the consumer's assignment (``assigned``: any partition at all), the
+    table manager's ``actives_ready`` and the changelog partitions this worker holds and has
+    recovered, with the line every panel shows while it is not ``ready``."""
+    if not assigned:
+        state, message = "unassigned", "no partition assigned yet: the worker is joining its group"
+    elif not actives_ready:
+        state = "recovering"
+        message = f"recovering tables: {min(recovered, partitions)} of {partitions} partitions"
+    else:
+        state, message = "ready", f"tables ready: {partitions} partitions"
+        recovered = partitions
+    return {"state": state, "partitions": partitions, "recovered": recovered, "message": message}
+
+
+def generator_state(assigned: bool, leading: bool, holders: Iterable[str], own_url: str) -> dict[str, Any]:
+    """Where the generator runs: ``here`` when this worker holds the leader partition, ``elsewhere``
+    when the group's assignment gave it to another worker (``holders``: the URLs of the workers
+    it went to), ``unknown`` otherwise, and always while this worker has no assignment of its
+    own (what it remembers of the group may be a rebalance old)."""
+    others = sorted(url for url in holders if url != own_url)
+    if assigned and leading:
+        return {"state": "here", "leader_url": own_url, "message": "generator runs here (the leader)"}
+    if assigned and others:
+        return {
+            "state": "elsewhere",
+            "leader_url": others[0],
+            "message": f"generator on another worker ({others[0]})",
+        }
+    return {"state": "unknown", "leader_url": None, "message": "generator: unknown yet"}
 
 
 def occupancy_pct(occupied: int, beds: int) -> float:
@@ -138,49 +198,61 @@ def eta_seconds(last_day: int, end_day: int, days_per_second: float | None) -> f
     return remaining / days_per_second
 
 
+#: what a ward's tile shows of the table while the tables are not ready
+_FROM_THE_TABLE = ("occupied", "as_of_day", "live_moves", "waiting_for_bed", "occupancy_pct")
+
+
 def ward_board(
     values: Mapping[int, Mapping[str, Any]],
     wards: Iterable[Ward],
     requests: Mapping[int, Mapping[str, int]] | None,
+    tables_ready: bool = True,
 ) -> dict[str, Any]:
     """The ward board from the table's values (ward id -> value), with each ward's bed requests
-    of the day by outcome (None: unknown)."""
+    of the day by outcome (None: unknown). Until the tables are ready, what comes from them is
+    None and every ward's pressure ``unknown`` (grey): an empty table is no empty hospital."""
     rows = []
     for ward in wards:
         value = values.get(ward.ward_id) or rules.new_ward(ward.ward_id, ward.beds)
         view = rules.ward_view(dict(value), ward.name, ward.specialty)
         del view["patients"]
         outcomes = None if requests is None else dict(requests.get(ward.ward_id, {}))
-        rows.append(
-            {
-                **view,
-                "code": ward.code,
-                "occupancy_pct": occupancy_pct(view["occupied"], view["beds"]),
-                "pressure": pressure(view["occupied"], view["beds"]),
-                "requests": None
-                if outcomes is None
-                else {k: outcomes.get(k, 0) for k in ("admitted", "diverted", "postponed")},
-            }
-        )
+        row = {
+            **view,
+            "code": ward.code,
+            "occupancy_pct": occupancy_pct(view["occupied"], view["beds"]),
+            "pressure": pressure(view["occupied"], view["beds"]),
+            "requests": None
+            if outcomes is None
+            else {k: outcomes.get(k, 0) for k in ("admitted", "diverted", "postponed")},
+        }
+        if not tables_ready:
+            row.update(dict.fromkeys(_FROM_THE_TABLE), pressure="unknown")
+        rows.append(row)
     beds = sum(w["beds"] for w in rows)
-    occupied = sum(w["occupied"] for w in rows)
+    occupied = sum(w["occupied"] for w in rows) if tables_ready else None
     totals: dict[str, Any] = {
         "wards": len(rows),
         "beds": beds,
         "occupied": occupied,
-        "occupancy_pct": occupancy_pct(occupied, beds),
-        "pressure": pressure(occupied, beds),
-        "waiting_for_bed": sum(w["waiting_for_bed"] for w in rows),
-        "by_pressure": {p: sum(1 for w in rows if w["pressure"] == p) for p in ("green", "amber", "red")},
+        "occupancy_pct": None if occupied is None else occupancy_pct(occupied, beds),
+        "pressure": "unknown" if occupied is None else pressure(occupied, beds),
+        "waiting_for_bed": sum(w["waiting_for_bed"] for w in rows) if tables_ready else None,
+        "by_pressure": {
+            p: sum(1 for w in rows if w["pressure"] == p) for p in ("green", "amber", "red", "unknown")
+        },
     }
     for outcome in ("admitted", "diverted", "postponed"):
         totals[outcome] = None if requests is None else sum(w["requests"][outcome] for w in rows)
     return {"wards": rows, "totals": totals}
 
 
-def staff_board(members: Iterable[Mapping[str, Any]], wards: Iterable[Ward]) -> dict[str, Any]:
+def staff_board(
+    members: Iterable[Mapping[str, Any]], wards: Iterable[Ward], tables_ready: bool = True
+) -> dict[str, Any]:
     """Assignments per ward, role and specialty from ``assignment_by_staff`` values, with each
-    ward's minimum and the wards below it."""
+    ward's minimum and the wards below it. Until the tables are ready, the counts and the gaps
+    are None: nobody is missing from a ward that has not been read yet."""
     roles: dict[int, Counter[str]] = {}
     specialties: dict[int, Counter[str]] = {}
     for member in members:
@@ -218,6 +290,10 @@ def staff_board(members: Iterable[Mapping[str, Any]], wards: Iterable[Ward]) -> 
                     "short": missing,
                 }
             )
+    if not tables_ready:
+        for row in rows:
+            row.update(staff_count=None, roles=dict.fromkeys(STAFF_PER_BED), specialties={}, short={})
+        return {"wards": rows, "staff_count": None, "gaps": None}
     return {"wards": rows, "staff_count": sum(r["staff_count"] for r in rows), "gaps": gaps}
 
 

@@ -27,6 +27,7 @@ from hospital_stream.wire.fields import (
     json_object,
     require,
     require_count,
+    require_counts,
 )
 from hospital_stream.wire.kinds import DeadLetterKind
 
@@ -134,7 +135,7 @@ def batch_table(raw: bytes | None) -> str | None:
     head = (raw or b"").partition(b"\n")[0]
     try:
         obj = json.loads(head)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return None
     table = obj.get("table") if isinstance(obj, dict) else None
     return table if isinstance(table, str) else None
@@ -151,10 +152,10 @@ def parse_batch_message(raw: bytes | None) -> BatchMessage:
     check_version(obj.get("v"))
     kind = obj.get("kind")
     if kind not in ("chunk", "day"):
-        raise InvalidMessage(f"unknown batch message kind {kind!r}")
+        raise InvalidMessage(f"unknown batch message kind {str(kind)[:40]!r}")
     table = obj.get("table", "")
-    if kind == "chunk" and table not in TABLES:
-        raise InvalidMessage(f"unknown table {str(table)[:60]!r}", DeadLetterKind.UNKNOWN_TABLE)
+    if not isinstance(table, str) or (kind == "chunk" and table not in TABLES):
+        raise InvalidMessage(f"unknown table {str(table)[:40]!r}", DeadLetterKind.UNKNOWN_TABLE)
     header = BatchHeader(
         kind=kind,
         run_id=require(obj, "run", str),
@@ -165,7 +166,7 @@ def parse_batch_message(raw: bytes | None) -> BatchMessage:
         digest=require(obj, "digest", str),
         chunks=require_count(obj, "chunks"),
         date=require(obj, "date", str),
-        row_counts=require(obj, "row_counts", dict),
+        row_counts=require_counts(obj, "row_counts"),
         streamed=require_count(obj, "streamed"),
     )
     if kind == "day":
@@ -176,9 +177,20 @@ def parse_batch_message(raw: bytes | None) -> BatchMessage:
     if digest(payload) != header.digest:
         raise InvalidMessage("payload digest mismatch", DeadLetterKind.DIGEST)
     lines = payload.count(b"\n")
+    if kind == "chunk" and payload and not payload.endswith(b"\n"):  # COPY would store one more row
+        raise InvalidMessage("chunk whose last row has no newline")
     if kind == "chunk" and lines != header.rows:
         raise InvalidMessage(f"header says {header.rows} rows, payload has {lines}")
     return BatchMessage(header, payload)
+
+
+def table_payload(
+    rows: Sequence[tuple[Any, ...]] | Columns, start: int = 0, stop: int | None = None
+) -> bytes:
+    """Rows ``[start, stop)`` of one of a day's tables as the COPY text a chunk carries."""
+    if isinstance(rows, Columns):
+        return rows.copy_text(start, stop)
+    return encode_copy_rows(rows[start:stop])
 
 
 def encode_day(run_id: str, records: DayRecords) -> list[bytes]:
@@ -194,11 +206,7 @@ def _encode_day(run_id: str, records: DayRecords) -> list[bytes]:
         step = len(rows) or 1 if table == "transfers" else CHUNK_ROWS
         for start in range(0, len(rows), step):
             stop = min(start + step, len(rows))
-            payload = (
-                rows.copy_text(start, stop)
-                if isinstance(rows, Columns)
-                else encode_copy_rows(rows[start:stop])
-            )
+            payload = table_payload(rows, start, stop)
             messages.append(chunk_message(run_id, records.day, len(messages), table, payload, stop - start))
         if table == "transfers" and not rows:
             messages.append(chunk_message(run_id, records.day, len(messages), table, b"", 0))

@@ -41,9 +41,9 @@ def check_key(key: bytes | None, expected: str) -> None:
 
 
 def check_version(version: object) -> None:
-    if version != SCHEMA_VERSION:
+    if type(version) is not int or version != SCHEMA_VERSION:  # not 2.0, nor True for 1
         raise InvalidMessage(
-            f"unsupported schema version {str(version)[:20]!r} (this worker speaks {SCHEMA_VERSION})",
+            f"unsupported schema version {str(version)[:40]!r} (this worker speaks {SCHEMA_VERSION})",
             DeadLetterKind.VERSION,
         )
 
@@ -59,6 +59,8 @@ def json_object(raw: bytes | None) -> dict[str, Any]:
         obj = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidMessage(f"invalid JSON: {exc}") from exc
+    except RecursionError:  # nesting deeper than the interpreter's stack
+        raise InvalidMessage("invalid JSON: nested too deeply") from None
     if not isinstance(obj, dict):
         raise InvalidMessage("expected a JSON object")
     return obj
@@ -74,7 +76,20 @@ def require(obj: dict[str, Any], name: str, kind: type) -> Any:
 
 
 def require_count(obj: dict[str, Any], name: str) -> int:
-    value: int = require(obj, name, int)
+    return _count(require(obj, name, int), name)
+
+
+def require_counts(obj: dict[str, Any], name: str) -> dict[str, int]:
+    """A JSON object of counts (a day's rows per table)."""
+    counts: dict[str, Any] = require(obj, name, dict)
+    for value in counts.values():
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise InvalidMessage(f"field {name!r} must hold counts, not {type(value).__name__}")
+        _count(value, name)
+    return counts
+
+
+def _count(value: int, name: str) -> int:
     if value < 0:
         raise InvalidMessage(f"field {name!r} is negative")
     if value >= 2**31:  # the columns it lands in are PostgreSQL integers

@@ -95,13 +95,18 @@ class StreamedTransfer(Message, frozen=True):
         return str(self.admission_id)
 
     def when(self) -> dt.datetime:
-        """When the event happened (``transferred_at``, which has a time zone)."""
+        """When the event happened: ``transferred_at``, an ISO 8601 timestamp as
+        ``datetime.isoformat`` writes it, with a time zone of whole minutes (what PostgreSQL's
+        timestamptz reads; ``fromisoformat`` alone takes any character between date and time)."""
         try:
             when = dt.datetime.fromisoformat(self.transferred_at)
         except ValueError:
             raise ValueError(f"transferred_at {self.transferred_at[:40]!r} is not a timestamp") from None
-        if when.tzinfo is None:
+        offset = when.utcoffset()
+        if offset is None:
             raise ValueError("transferred_at has no time zone")
+        if when.isoformat() != self.transferred_at or offset % dt.timedelta(minutes=1):
+            raise ValueError(f"transferred_at {self.transferred_at[:40]!r} is not an ISO 8601 timestamp")
         return when
 
     def row(self) -> tuple[Any, ...]:
@@ -190,11 +195,13 @@ class StaffChange(Message, frozen=True, kw_only=True):
     specialty: ShortText = ""
 
     def __post_init__(self) -> None:
-        if self.on:
+        if self.on:  # YYYY-MM-DD: fromisoformat alone also takes 20200101 and week dates
             try:
-                dt.date.fromisoformat(self.on)
+                canonical = dt.date.fromisoformat(self.on).isoformat() == self.on
             except ValueError:
-                raise ValueError(f"field 'on' is not a date: {self.on[:40]!r}") from None
+                canonical = False
+            if not canonical:
+                raise ValueError(f"field 'on' is not a date: {self.on[:40]!r}")
 
     def key(self) -> str:
         return str(self.staff_id)

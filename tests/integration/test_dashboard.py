@@ -1,5 +1,6 @@
-"""The dashboard on a real worker: its JSON against the tables and PostgreSQL, /metrics, and the
-page itself in headless Chromium driven over the DevTools protocol (no console errors allowed).
+"""The dashboard on a real worker: what it says while the worker starts, its JSON against the
+tables and PostgreSQL, /metrics, and the page itself in headless Chromium driven over the
+DevTools protocol (no console errors allowed).
 
 One worker (a bounded run at full speed on the session's embedded stack) serves every test here.
 """
@@ -83,6 +84,35 @@ def _end_offsets(stack: Settings, partitions: list[tuple[str, int]]) -> dict[tup
     return asyncio.run(ask())
 
 
+#: the live endpoints, the ones that read this worker's tables and consumer
+LIVE = ("wards", "staffing", "pipeline")
+
+
+def _read_while_starting(base: str, process: subprocess.Popen[bytes], log: Path) -> list[dict[str, Any]]:
+    """The live endpoints, read again and again from the moment the worker's web server answers
+    until its tables are ready and it knows it leads: what someone opening the page sees."""
+    samples: list[dict[str, Any]] = []
+
+    def settled() -> bool:
+        assert process.poll() is None, log.read_text()[-3000:]
+        sample = {name: _get(f"{base}/dashboard/api/{name}") for name in LIVE}
+        samples.append(sample)
+        return (
+            sample["pipeline"]["tables"]["state"] == "ready"
+            and sample["pipeline"]["generator"]["state"] == "here"
+        )
+
+    wait_until(
+        "ready tables on a worker that leads",
+        settled,
+        180,
+        every=0.2,
+        ignore=(OSError,),  # the web server is not listening yet
+        context=lambda: log.read_text()[-3000:],
+    )
+    return samples
+
+
 def _wait_for(what: str, check: Any, timeout: float, log: Path) -> Any:
     return wait_until(
         what,
@@ -117,6 +147,7 @@ def worker(embedded_stack: Settings) -> Iterator[dict[str, Any]]:
         stderr=subprocess.STDOUT,
     )
     try:
+        startup = _read_while_starting(base, process, log)
 
         def stored() -> bool:
             assert process.poll() is None, log.read_text()[-3000:]
@@ -150,7 +181,15 @@ def worker(embedded_stack: Settings) -> Iterator[dict[str, Any]]:
             )
 
         _wait_for("a quiet pipeline", quiet, 60, log)
-        yield {"env": env, "base": base, "url": url, "log": log, "home": home, "stack": embedded_stack}
+        yield {
+            "env": env,
+            "base": base,
+            "url": url,
+            "log": log,
+            "home": home,
+            "stack": embedded_stack,
+            "startup": startup,
+        }
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -164,6 +203,45 @@ def worker(embedded_stack: Settings) -> Iterator[dict[str, Any]]:
     assert "Traceback" not in text, text[-3000:]
 
 
+def test_while_the_worker_starts_every_live_panel_says_so_instead_of_showing_zeros(worker):
+    samples = worker["startup"]
+    first = samples[0]["pipeline"]
+    # the web server answers before the consumer has joined its group (the broker holds a
+    # JoinGroup for 5 s): nothing is assigned, and nobody is known to generate
+    assert first["tables"]["state"] == "unassigned", first
+    assert first["tables"]["message"] == "no partition assigned yet: the worker is joining its group"
+    assert first["generator"] == {"state": "unknown", "leader_url": None, "message": "generator: unknown yet"}
+    assert first["consumer"] == {"partitions": [], "lag": None}
+
+    states = []
+    for sample in samples:
+        for name in LIVE:
+            tables = sample[name]["tables"]
+            states.append(tables["state"])
+            if tables["state"] == "recovering":
+                assert tables["message"] == f"recovering tables: {tables['recovered']} of 2 partitions"
+        wards, staffing, pipeline = (sample[name] for name in LIVE)
+        # a lone worker: the generator is never "on another worker"
+        assert pipeline["generator"]["state"] in ("unknown", "here"), pipeline["generator"]
+        if pipeline["generator"]["state"] == "here":
+            assert pipeline["tables"]["state"] != "unassigned"
+        if wards["tables"]["state"] != "ready":
+            assert {w["pressure"] for w in wards["wards"]} == {"unknown"}  # grey, not red
+            assert all(w["occupied"] is None for w in wards["wards"]) and wards["totals"]["occupied"] is None
+            assert wards["totals"]["by_pressure"]["red"] == 0
+        if staffing["tables"]["state"] != "ready":
+            assert staffing["gaps"] is None and staffing["staff_count"] is None  # not "all wards short"
+    assert set(states) <= {"unassigned", "recovering", "ready"} and states[-1] == "ready"
+    last = samples[-1]["pipeline"]
+    assert last["tables"] == {
+        "state": "ready",
+        "partitions": 2,
+        "recovered": 2,
+        "message": "tables ready: 2 partitions",
+    }
+    print(f"{len(samples)} samples while starting: {', '.join(dict.fromkeys(states))}")
+
+
 def test_every_json_endpoint_returns_the_live_numbers(worker):
     base, url = worker["base"], worker["url"]
     settings = Settings.from_env(worker["env"])
@@ -173,6 +251,7 @@ def test_every_json_endpoint_returns_the_live_numbers(worker):
     occupancy = _get(f"{base}/occupancy/")
     wards = _get(f"{base}/dashboard/api/wards")
     by_id = {w["ward_id"]: w for w in wards["wards"]}
+    assert wards["tables"]["state"] == "ready"
     assert set(by_id) == {w["ward_id"] for w in occupancy["wards"]}
     for ward in occupancy["wards"]:
         shown = by_id[ward["ward_id"]]
@@ -200,6 +279,7 @@ def test_every_json_endpoint_returns_the_live_numbers(worker):
     # staffing: the table's assignments, as /staff/ has them, and PostgreSQL's staff
     staff = _get(f"{base}/staff/")
     staffing = _get(f"{base}/dashboard/api/staffing")
+    assert staffing["tables"]["state"] == "ready"
     assert staffing["staff_count"] == staff["staff_count"] > 0
     counts = {w["ward_id"]: w["staff_count"] for w in staffing["wards"]}
     assert {w["ward_id"]: w["staff_count"] for w in staff["wards"]} == {k: v for k, v in counts.items() if v}
@@ -268,7 +348,8 @@ def test_every_json_endpoint_returns_the_live_numbers(worker):
         else:
             assert p["highwater"] == ends[tp], (tp, p, ends[tp])
     assert pipeline["consumer"]["lag"] == 0 and pipeline["sink"]["buffered_messages"] == 0
-    assert pipeline["consumer"]["leader"] is True  # a lone worker generates
+    assert pipeline["generator"]["state"] == "here"  # a lone worker generates
+    assert pipeline["generator"]["leader_url"].endswith(f":{worker['env']['HOSPITAL_WEB_PORT']}")
     assert pipeline["sink"]["flushes"] > 0 and pipeline["sink"]["last_flush"]["seconds"] > 0
     assert pipeline["database_login"] == "hospital_readonly"  # the dashboard reads as the reader
     with psycopg.connect(url) as conn:
@@ -458,6 +539,9 @@ PAGE_STATE = """document.getElementById("ward-grid") === null ? '{"updates": 0}'
   flowPoints: document.querySelectorAll("#chart-flow circle").length,
   errors: [...document.querySelectorAll(".panel-error")].filter(e => !e.hidden).map(e => e.textContent),
   status: document.getElementById("status").textContent,
+  tables: document.body.dataset.tables,
+  tablesLine: document.getElementById("tables-state").hidden,
+  leader: document.getElementById("leader")?.textContent,
   text: document.body.innerText,
 })"""
 
@@ -508,6 +592,8 @@ def test_the_page_shows_the_live_numbers_without_console_errors(worker, tmp_path
     assert all(u.startswith((base + "/", "data:", "about:")) for u in requested), requested  # offline
 
     assert state["errors"] == [] and state["status"].startswith("live")
+    assert (state["tables"], state["tablesLine"]) == ("ready", True)  # no "recovering" line left
+    assert state["leader"] == "generator runs here (the leader)"
     assert state["beds"] == f"{occupancy['totals']['beds']:,}"
     assert state["occupied"] == f"{occupancy['totals']['occupied']:,}"
     assert state["staff"] == f"{staff['staff_count']:,}"

@@ -7,6 +7,7 @@ what an undisturbed run stores."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import datetime as dt
 import json
@@ -323,7 +324,11 @@ def test_every_bad_message_is_dead_lettered_where_it_was_read_and_the_run_is_unh
         assert size == len(plan.value or b""), plan
     assert ledger == reference_ledger  # no chunk of theirs is entered, and none of the run's is missing
     assert data_checksums(url) == data_checksums(reference_run["HOSPITAL_DATABASE_URL"])
-    assert cli(env, "validate").returncode == 0
+    declared = collections.Counter(str(b.kind) for b in plans + replays)
+    assert cli(env, "validate", "--skip-content").returncode == 1  # dead letters not declared
+    args = [a for kind, n in sorted(declared.items()) for a in ("--expect-dead-letters", f"{kind}={n}")]
+    result = cli(env, "validate", *args)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_run_waits_until_the_group_committed_every_input_topic_to_its_end(embedded_stack):

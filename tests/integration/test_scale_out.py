@@ -52,13 +52,16 @@ class Worker:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as response:
             return json.load(response)
 
-    def consumer(self) -> tuple[bool, set[tuple[str, int]]]:
-        """Whether this worker leads, and the partitions its consumer holds (none while unreachable)."""
+    def consumer(self) -> tuple[dict, set[tuple[str, int]]]:
+        """Where this worker says the generator runs (``state``: ``here``, ``elsewhere`` or
+        ``unknown``; ``leader_url``), and the partitions its consumer holds (none while unreachable)."""
         try:
-            consumer = self.get("/dashboard/api/pipeline")["consumer"]
+            pipeline = self.get("/dashboard/api/pipeline")
         except OSError:
-            return False, set()
-        return consumer["leader"], {(p["topic"], p["partition"]) for p in consumer["partitions"]}
+            return {"state": "unknown", "leader_url": None}, set()
+        return pipeline["generator"], {
+            (p["topic"], p["partition"]) for p in pipeline["consumer"]["partitions"]
+        }
 
     def wards(self) -> set[int]:
         return {ward["ward_id"] for ward in self.get("/occupancy/")["wards"]}
@@ -78,14 +81,20 @@ def _wait_for(what: str, condition, timeout: float, workers: list[Worker]):
 
 
 def _split(workers: list[Worker]):
-    """Both workers hold partitions, none twice, one of them leads; then (leader, follower)."""
+    """Both workers hold partitions, none twice, one of them leads and the other's dashboard
+    names it as the generator's worker; then (leader, follower)."""
     held = [w.consumer() for w in workers]
     if not all(partitions for _, partitions in held) or held[0][1] & held[1][1]:
         return None
-    leaders = [w for w, (leads, _) in zip(workers, held, strict=True) if leads]
+    leaders = [w for w, (generator, _) in zip(workers, held, strict=True) if generator["state"] == "here"]
     if len(leaders) != 1:
         return None
-    return leaders[0], next(w for w in workers if w is not leaders[0])
+    leader = leaders[0]
+    follower = next(w for w in workers if w is not leader)
+    elsewhere = held[workers.index(follower)][0]
+    if elsewhere["state"] != "elsewhere" or elsewhere["leader_url"] != f"http://127.0.0.1:{leader.port}":
+        return None
+    return leader, follower
 
 
 @pytest.mark.parametrize(
@@ -129,13 +138,13 @@ def test_two_workers_share_the_partitions_and_one_survives_a_kill(
     assert stored_at_kill < DAYS - 4, "the kill came too late to prove anything"
 
     _wait_for("the last day stored", lambda: last_day(url) >= DAYS - 1, 180, [survivor])
-    leads, holds = survivor.consumer()
+    generator, holds = survivor.consumer()
     wards_after = survivor.wards()  # its own and, recovered from the changelog, the other's
     survivor.process.send_signal(signal.SIGTERM)
     survivor.process.wait(timeout=60)
 
     print(f"killed the {victim} with days up to {stored_at_kill} of {DAYS} stored")
-    assert leads and everything <= holds, "the survivor took over every partition and the generator"
+    assert generator["state"] == "here" and everything <= holds, "the survivor took over everything"
     assert wards_after == leader_wards | follower_wards
     output = survivor.log.read_text()
     assert "Traceback" not in output

@@ -241,9 +241,7 @@ def test_migration_0009_gives_the_dead_letters_stored_before_it_a_kind_and_a_day
             old,
         )
 
-    assert db.migrate(database_url) == [
-        m.name for m in db.migrations() if m.version >= 9
-    ]  # 0009, and what came after it
+    assert db.migrate(database_url) == [m.name for m in db.migrations() if m.version >= 9]
 
     with psycopg.connect(database_url) as conn:
         found = conn.execute('SELECT "offset", kind, sim_day FROM dead_letters ORDER BY "offset"').fetchall()

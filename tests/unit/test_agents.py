@@ -272,6 +272,11 @@ BATCH = BATCH_KEY.encode()
         (topics.DAY_BATCHES, batch.encode_chunk("run-1", 999_999, 3, "transfers", []), BATCH),  # past the end
         (topics.DAY_BATCHES, batch.encode_chunk("run-0", 0, 3, "transfers", []), BATCH),  # another run
         (topics.STREAMED_TRANSFERS, _transfer("admit", None, 1, run_id="run-0"), b"7"),  # another run
+        (
+            topics.DAY_BATCHES,
+            batch.chunk_message("run-1", 0, 3, "transfers", b"\xff\n", 1),
+            BATCH,
+        ),  # not UTF-8
     ],
     ids=[
         "not-json",
@@ -285,6 +290,7 @@ BATCH = BATCH_KEY.encode()
         "outside",
         "batch-of-another-run",
         "transfer-of-another-run",
+        "rows-not-copy-text",
     ],
 )
 @in_loop

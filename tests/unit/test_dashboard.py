@@ -210,13 +210,98 @@ def test_ward_board_totals_and_waiting_arrivals():
         "occupancy_pct": 42.9,
         "pressure": "green",
         "waiting_for_bed": 2,
-        "by_pressure": {"green": 1, "amber": 0, "red": 1},
+        "by_pressure": {"green": 1, "amber": 0, "red": 1, "unknown": 0},
         "admitted": 2,
         "diverted": 3,
         "postponed": 0,
     }
     unknown = panels.ward_board(values, wards, None)
     assert unknown["totals"]["diverted"] is None and unknown["wards"][0]["requests"] is None
+
+
+def test_a_partition_is_recovered_once_recovery_has_read_to_its_highwater():
+    tps = [("t-occupancy-changelog", 0), ("t-occupancy-changelog", 1), ("t-staff-changelog", 0), ("x", 0)]
+    highwaters = {tps[0]: 41, tps[1]: -1, tps[2]: 900}  # last offsets; -1: an empty partition
+    offsets = {tps[0]: 41, tps[1]: -1, tps[2]: 12, tps[3]: 5}
+    assert panels.recovered_partitions(tps, highwaters, offsets) == 2  # tps[3]: highwater not asked yet
+    assert panels.recovered_partitions(tps, {}, {}) == 0  # recovery has not started
+    assert panels.recovered_partitions([tps[0]], {tps[0]: 41}, {tps[0]: None}) == 0
+
+
+@pytest.mark.parametrize(
+    ("assigned", "actives_ready", "partitions", "recovered", "state", "message"),
+    [
+        (False, False, 0, 0, "unassigned", "no partition assigned yet: the worker is joining its group"),
+        (False, True, 48, 48, "unassigned", "no partition assigned yet: the worker is joining its group"),
+        (True, False, 48, 12, "recovering", "recovering tables: 12 of 48 partitions"),
+        (True, False, 2, 0, "recovering", "recovering tables: 0 of 2 partitions"),
+        (True, True, 48, 47, "ready", "tables ready: 48 partitions"),  # Faust says done: done
+        (True, True, 0, 0, "ready", "tables ready: 0 partitions"),  # another worker holds them all
+    ],
+)
+def test_tables_state(assigned, actives_ready, partitions, recovered, state, message):
+    shown = panels.tables_state(assigned, actives_ready, partitions, recovered)
+    assert (shown["state"], shown["message"], shown["partitions"]) == (state, message, partitions)
+    assert shown["state"] in panels.TABLES_STATES
+    if state == "ready":
+        assert shown["recovered"] == partitions
+
+
+def test_the_generator_is_elsewhere_only_when_the_group_gave_the_leader_partition_to_another_worker():
+    me, other = "http://127.0.0.1:6066", "http://127.0.0.1:6067"
+    here = panels.generator_state(True, True, [me], me)
+    assert (here["state"], here["leader_url"], here["message"]) == (
+        "here",
+        me,
+        "generator runs here (the leader)",
+    )
+    there = panels.generator_state(True, False, [other], me)
+    assert (there["state"], there["leader_url"]) == ("elsewhere", other)
+    assert there["message"] == f"generator on another worker ({other})"
+    for assigned, leading, holders in [
+        (False, False, []),  # not in the group yet
+        (False, False, [other]),  # no assignment of its own: what it knows may be a rebalance old
+        (False, True, [me]),
+        (True, False, []),  # nobody holds it in what the group told this worker
+        (True, False, [me]),  # the group said this worker, but the consumer does not hold it (yet)
+    ]:
+        unknown = panels.generator_state(assigned, leading, holders, me)
+        assert unknown == {"state": "unknown", "leader_url": None, "message": "generator: unknown yet"}
+
+
+def test_until_the_tables_are_ready_the_boards_show_no_numbers_from_them():
+    wards = [
+        Ward(1, "MED-01", "Medical Ward 1", "medicine", 3),
+        Ward(2, "ICU", "Intensive Care Unit", "icu", 4),
+    ]
+    values = {1: _ward_value(1, 3, [1, 2, 3])}  # what a half-recovered table may hold
+    board = panels.ward_board(values, wards, {1: {"admitted": 2}}, tables_ready=False)
+    for ward in board["wards"]:
+        assert ward["pressure"] == "unknown"  # grey, not red
+        assert (
+            ward["occupied"] is ward["occupancy_pct"] is ward["waiting_for_bed"] is ward["as_of_day"] is None
+        )
+        assert ward["beds"] in (3, 4)  # the hospital's plan, not the table
+    assert board["wards"][0]["requests"] == {"admitted": 2, "diverted": 0, "postponed": 0}  # PostgreSQL's
+    totals = board["totals"]
+    assert (totals["beds"], totals["occupied"], totals["occupancy_pct"], totals["pressure"]) == (
+        7,
+        None,
+        None,
+        "unknown",
+    )
+    assert totals["waiting_for_bed"] is None
+    assert totals["by_pressure"] == {"green": 0, "amber": 0, "red": 0, "unknown": 2}
+    ready = panels.ward_board(values, wards, None)
+    assert ready["totals"]["by_pressure"] == {"green": 1, "amber": 0, "red": 1, "unknown": 0}
+
+    staff = panels.staff_board([_member(1, "doctor", 1)], wards, tables_ready=False)
+    assert staff["gaps"] is None and staff["staff_count"] is None  # not known: not "all wards short"
+    for row in staff["wards"]:
+        assert row["short"] == {} and row["specialties"] == {} and row["staff_count"] is None
+        assert row["roles"] == {"doctor": None, "nurse": None, "allied": None, "support": None}
+        assert row["minimum"] == panels.minimum_staffing(row["beds"])
+    assert len(panels.staff_board([], wards)["gaps"]) == 4  # once ready, an empty table is short
 
 
 def test_reconciliation_flags_days_whose_stream_and_batch_disagree():
@@ -280,6 +365,15 @@ def test_metrics_render_in_the_text_format_from_a_registry_of_their_own():
     assert _families(other.render().decode())["hospital_sink_rows"].samples[0].value == 0
     metrics.set_wards([])  # a ward this worker no longer holds disappears
     assert "MED-01" not in metrics.render().decode()
+    metrics.set_wards([{"code": "ICU", "beds": 4, "occupied": None, "waiting_for_bed": None}])  # not ready
+    samples = {
+        (s.name, s.labels.get("ward"))
+        for f in _families(metrics.render().decode()).values()
+        for s in f.samples
+    }
+    assert ("hospital_ward_beds", "ICU") in samples  # its beds are known, its occupancy is not
+    assert ("hospital_ward_occupied_beds", "ICU") not in samples
+    assert ("hospital_ward_waiting_for_bed", "ICU") not in samples
 
 
 def test_the_page_loads_nothing_from_elsewhere_and_never_writes_html():

@@ -99,11 +99,26 @@
 
   // --- panels ---
 
+  // The ward and staff boards come from this worker's tables: until they are ready, a panel
+  // says what they are doing instead of showing numbers.
+  function tablesNote(tables) {
+    return tables.state === "ready" ? null : el("span", { class: "tables-note" }, tables.message);
+  }
+
+  function renderTables(tables) {
+    const line = document.getElementById("tables-state");
+    line.textContent = tables.state === "ready" ? "" : tables.message;
+    line.hidden = tables.state === "ready";
+    document.body.dataset.tables = tables.state;
+  }
+
   function renderWards(data) {
     const t = data.totals;
     const day = data.requests_date ? " on " + data.requests_date : "";
+    renderTables(data.tables);
     put(
       "ward-summary",
+      tablesNote(data.tables),
       el("span", null, "Beds "),
       el("strong", { id: "total-beds" }, n(t.beds)),
       el("span", null, " · occupied "),
@@ -122,12 +137,12 @@
       "ward-grid",
       data.wards.map((w) => {
         const bar = el("span", { class: "bar-fill" });
-        bar.style.width = Math.min(100, w.occupancy_pct) + "%"; // CSSOM: allowed by the page's CSP
+        bar.style.width = Math.min(100, w.occupancy_pct || 0) + "%"; // CSSOM: allowed by the page's CSP
         const requests = w.requests || {};
         return el(
           "article",
           { class: "ward " + pressureClass(w.pressure), "data-ward-id": w.ward_id, title: w.name },
-          el("header", null, el("strong", null, w.code), el("span", { class: "pct" }, decimals.format(w.occupancy_pct) + "%")),
+          el("header", null, el("strong", null, w.code), el("span", { class: "pct" }, pct(w.occupancy_pct))),
           el("p", { class: "beds" }, el("span", { class: "occupied" }, n(w.occupied)), " / ", n(w.beds), " beds"),
           el("span", { class: "bar" }, bar),
           el(
@@ -173,9 +188,14 @@
     const flush = data.sink.last_flush;
     const dead = data.dead_letters;
     put(
+      "pipeline-state",
+      el("span", { id: "tables", class: data.tables.state === "ready" ? null : "tables-note" }, data.tables.message),
+      el("span", null, " · "),
+      el("span", { id: "leader", "data-state": data.generator.state }, data.generator.message)
+    );
+    put(
       "pipeline",
-      fact("Consumer lag", n(data.consumer.lag) + " messages", "consumer-lag"),
-      fact("Generator", data.consumer.leader ? "runs here (the leader)" : "on another worker", "leader"),
+      fact("Consumer lag", data.consumer.lag === null ? "–" : n(data.consumer.lag) + " messages", "consumer-lag"),
       fact("Buffered in the sink", n(data.sink.buffered_messages) + " messages", "buffered"),
       fact(
         "Last flush",
@@ -223,14 +243,15 @@
   }
 
   function renderStaffing(data) {
-    const gaps = data.gaps;
+    const gaps = data.gaps || []; // null until the tables are ready: not known, not none
     put(
       "staffing-summary",
+      tablesNote(data.tables),
       el("span", null, "Staff assigned "),
       el("strong", { id: "staff-count" }, n(data.staff_count)),
       el("span", null, " · wards below their minimum "),
       el("strong", { id: "staffing-gap-wards", class: gaps.length ? "alert" : null },
-        n(new Set(gaps.map((g) => g.ward_id)).size)),
+        data.gaps === null ? "–" : n(new Set(gaps.map((g) => g.ward_id)).size)),
       gaps.length
         ? el("span", null, " (" + gaps.map((g) => g.code + ": " + g.assigned + "/" + g.minimum + " " + g.role + "s").join(", ") + ")")
         : el("span", { class: "muted" }, " (minimum: the simulator's doctors and nurses per bed, rounded down)")
