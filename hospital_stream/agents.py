@@ -37,10 +37,12 @@ from hospital_stream.stream import rules
 from hospital_stream.stream.generator import Schedule
 from hospital_stream.tables import assignment_by_staff, occupancy_by_ward
 from hospital_stream.wire.batch import batch_table, parse_batch_message
-from hospital_stream.wire.dead_letters import encode_dead_letter
+from hospital_stream.wire.dead_letters import AGENT_KINDS, DeadLetterKind, encode_dead_letter
+from hospital_stream.wire.fields import check_envelope, check_key
 from hospital_stream.wire.messages import (
     Message,
     WardCensus,
+    check_in_schedule,
     parse_occupancy_change,
     parse_staff_change,
     parse_streamed_transfer,
@@ -185,39 +187,52 @@ async def _route(event: Any) -> None:
 async def _changes(event: Any) -> list[Any]:
     """Send the ward and staff changes of one message; the awaitables of their acknowledgements."""
     try:
+        value = check_envelope(event.message.key, event.message.value)
         if event.message.topic == topics.STREAMED_TRANSFERS:
-            transfer = parse_streamed_transfer(event.value, services.context())
+            transfer = parse_streamed_transfer(value, services.context())
+            check_key(event.message.key, transfer.key())
+            await _check_run(transfer.run_id)
             # the transfer's own send time travels on, so the table agent can tell its latency
-            changes: list[tuple[Any, int, Message]] = [
-                (topics.occupancy_changes, change.ward_id, change)
+            changes: list[tuple[Any, Message]] = [
+                (topics.occupancy_changes, change)
                 for change in rules.occupancy_changes_for_transfer(transfer)
             ]
             return await _send_changes(changes, event.message.timestamp)
-        if batch_table(event.value) not in ROUTED_TABLES:
+        if batch_table(value) not in ROUTED_TABLES:
             return []  # the bulk (patients, clinical records): the sink's alone, and it validates them
-        batch = parse_batch_message(event.value)
+        batch = parse_batch_message(value)
+        check_key(event.message.key, batch.key())
+        check_in_schedule(batch.header.day, services.context().schedule_days)
+        await _check_run(batch.header.run_id)
         rows = batch.rows()  # COPY text as PostgreSQL reads it, or InvalidMessage
     except InvalidMessage:
         return []  # the sink dead-letters it, with the reason (PostgreSQL refuses its bad rows)
     table = batch.header.table
     if table == "transfers":
         changes = [
-            (topics.occupancy_changes, change.ward_id, change)
+            (topics.occupancy_changes, change)
             for change in rules.occupancy_changes_for_day(batch.header.day, services.wards(), rows)
         ]
     else:
-        changes = [
-            (topics.staff_changes, change.staff_id, change)
-            for change in rules.staff_changes_for_chunk(table, rows)
-        ]
+        changes = [(topics.staff_changes, change) for change in rules.staff_changes_for_chunk(table, rows)]
     return await _send_changes(changes, None)
 
 
-async def _send_changes(changes: list[tuple[Any, int, Message]], timestamp: float | None) -> list[Any]:
+async def _check_run(run_id: str) -> None:
+    """A message of another run than the database's moves no ward or staff member (the sink
+    dead-letters it); while the run is not known, the sink's check is the only one."""
+    stored = await (await services.started()).sink.stored_run()
+    if stored is not None and run_id != stored:
+        raise InvalidMessage(f"message of run {run_id[:40]!r}, database holds run {stored!r}")
+
+
+async def _send_changes(changes: list[tuple[Any, Message]], timestamp: float | None) -> list[Any]:
     producer = (await services.started()).router_producer
     return [
-        await producer.send(topic.get_topic_name(), str(key).encode(), change.dumps(), None, timestamp, None)
-        for topic, key, change in changes
+        await producer.send(
+            topic.get_topic_name(), change.key().encode(), change.dumps(), None, timestamp, None
+        )
+        for topic, change in changes
     ]
 
 
@@ -226,12 +241,16 @@ async def track_ward_occupancy(changes: Any) -> None:
     """Keep ``occupancy_by_ward``; publish each ward's census when its day closes."""
     async for event in changes.events():
         try:
-            change = parse_occupancy_change(event.value, services.context().ward_ids)
+            change = parse_occupancy_change(
+                check_envelope(event.message.key, event.message.value), services.context().ward_ids
+            )
+            check_key(event.message.key, change.key())
+            check_in_schedule(change.day, services.context().schedule_days)
         except InvalidMessage as exc:
             await _dead_letter(event, exc)
             continue
         with METRICS.timed("tables"):
-            key = str(change.ward_id)
+            key = change.key()
             ward = occupancy_by_ward.get(key)
             if ward is None:
                 ward = rules.new_ward(change.ward_id, services.wards()[change.ward_id].beds)
@@ -250,14 +269,15 @@ async def track_staff_assignments(changes: Any) -> None:
     """Keep ``assignment_by_staff``: who works where, from hires, assignments and retirements."""
     async for event in changes.events():
         try:
-            change = parse_staff_change(event.value)
+            staff = parse_staff_change(check_envelope(event.message.key, event.message.value))
+            check_key(event.message.key, staff.key())
         except InvalidMessage as exc:
             await _dead_letter(event, exc)
             continue
         with METRICS.timed("tables"):
-            key = str(change.staff_id)
+            key = staff.key()
             current = assignment_by_staff.get(key)
-            updated = rules.apply_staff_change(current, change)
+            updated = rules.apply_staff_change(current, staff)
             if updated != current:
                 assignment_by_staff[key] = updated
 
@@ -268,8 +288,15 @@ async def _dead_letter(event: Any, error: InvalidMessage) -> None:
     logger.warning(  # ids only: the reason may quote the message's values; it is kept in dead_letters
         "dead letter from %s[%d]@%d", message.topic, message.partition, message.offset
     )
+    kind = DeadLetterKind(error.kind)
     value = encode_dead_letter(
-        message.topic, message.partition, message.offset, message.key, str(error), message.value
+        message.topic,
+        message.partition,
+        message.offset,
+        message.key,
+        str(error),
+        message.value,
+        kind if kind in AGENT_KINDS else DeadLetterKind.AGENT_REJECTED,
     )
     await topics.dead_letters.send(key=message.key or b"", value=value)
 

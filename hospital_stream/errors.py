@@ -18,7 +18,15 @@ class DatabaseError(HospitalStreamError):
 
 
 class InvalidMessage(HospitalStreamError):
-    """A consumed message cannot be parsed or validated; it belongs in the dead-letter table."""
+    """A consumed message cannot be parsed or validated; it belongs in the dead-letter table.
+
+    ``kind`` names why, as a dead letter's kind (a ``wire.dead_letters.DeadLetterKind`` value:
+    this layer sits below the wire, so it holds the value, not the enum).
+    """
+
+    def __init__(self, reason: str, kind: str = "invalid_message") -> None:
+        super().__init__(reason)
+        self.kind = kind
 
 
 class UnencodableText(InvalidMessage):

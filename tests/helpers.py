@@ -141,7 +141,7 @@ def last_day(url: str) -> int:
 STARTED: list[subprocess.Popen] = []
 
 
-def produce(stack: Settings, topic: str, values: list[bytes]) -> None:
+def produce(stack: Settings, topic: str, values: list[bytes], key: bytes | None = b"bad") -> None:
     from aiokafka import AIOKafkaProducer
 
     async def send() -> None:
@@ -149,7 +149,7 @@ def produce(stack: Settings, topic: str, values: list[bytes]) -> None:
         await producer.start()
         try:
             for value in values:
-                await producer.send_and_wait(topic, value, key=b"bad")
+                await producer.send_and_wait(topic, value, key=key)
         finally:
             await producer.stop()
 

@@ -79,7 +79,8 @@ def run(days: int | None, speed: float | str | None, seed: int | None, reset: bo
         settings = settings.replace(run_until_day=end_day)
         argv = [sys.executable, "-m", "hospital_stream.cli", "worker", "--loglevel", loglevel]
         plan = functools.partial(_planned_bytes, settings)
-        reached = supervisor.run_worker(settings, first_day, end_day, argv, plan)
+        drain = functools.partial(kafka_admin.wait_until_drained, settings)
+        reached = supervisor.run_worker(settings, first_day, end_day, argv, plan, drain)
     finally:
         if started:
             stack.down(settings, only=list(reversed(started)))

@@ -29,6 +29,9 @@ WORKER_STOP_SECONDS = 60.0
 #: restarts in one run: a worker that keeps failing is not worth restarting for ever
 MAX_RESTARTS = 5
 STALLED = -1  # _supervise's code for a worker it killed because it stalled
+#: ``drain(stop_requested)``: wait until the worker's group committed what it consumed; None
+#: when it has, else one line saying what is left
+Drain = Callable[[Callable[[], bool]], str | None]
 RESTART_REASONS = {
     BrokerLost.exit_code: "the broker lost its messages",
     STALLED: "the worker stored nothing for too long",
@@ -41,10 +44,13 @@ def run_worker(
     end_day: int,
     argv: list[str],
     plan: Callable[[], float] | None = None,
+    drain: Drain | None = None,
 ) -> bool:
     """Supervise the worker (``argv``: ``hospital-stream worker``, a child process) until ``end_day``
     is stored or we are stopped; start it again when it exits because the broker lost its
-    messages. ``plan`` works out the run's planned bytes for the progress line."""
+    messages. ``plan`` works out the run's planned bytes for the progress line; ``drain``
+    waits, once the last day is stored, until the worker has committed all it consumed, so
+    that the dead letters of what it read are stored before it stops."""
     if first_day == 0:
         click.echo(f"day 0 loads the catchment population ({settings.population:,} people) first")
     click.echo(
@@ -58,7 +64,7 @@ def run_worker(
     with _termination_requests() as stop_requested:
         while True:
             child = subprocess.Popen(argv, env=env, preexec_fn=_die_with_parent)
-            code = _supervise(child, progress, stop_requested)
+            code = _supervise(child, progress, stop_requested, drain)
             if code not in RESTART_REASONS or stop_requested() or restarts >= MAX_RESTARTS:
                 break
             restarts += 1
@@ -71,9 +77,15 @@ def run_worker(
     return reached
 
 
-def _supervise(child: subprocess.Popen[bytes], progress: Progress, stop_requested: Callable[[], bool]) -> int:
-    """Report progress until the child exits; ask it to stop when the last day is stored or
-    when we are asked to stop, and kill it if it does not within WORKER_STOP_SECONDS. A worker
+def _supervise(
+    child: subprocess.Popen[bytes],
+    progress: Progress,
+    stop_requested: Callable[[], bool],
+    drain: Drain | None = None,
+) -> int:
+    """Report progress until the child exits; ask it to stop when the last day is stored (and
+    ``drain`` returned) or when we are asked to stop, and kill it if it does not within
+    WORKER_STOP_SECONDS. A worker
     that stores nothing for its stall limit is killed (SIGKILL loses nothing: what it had not
     acknowledged is read again) and STALLED returned, so that it starts again."""
     speed, stall_seconds = progress.settings.speed, progress.settings.stall_seconds
@@ -88,6 +100,10 @@ def _supervise(child: subprocess.Popen[bytes], progress: Progress, stop_requeste
         if stop_sent_at is None:
             progress.report()
             if progress.reached or stop_requested():
+                if progress.reached and drain is not None and not stop_requested():
+                    left = drain(stop_requested)
+                    if left:
+                        click.echo(left, err=True)
                 child.send_signal(signal.SIGTERM)  # the worker's own clean shutdown
                 stop_sent_at = time.monotonic()
             elif time.monotonic() - progress.last_change > stall_limit:

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import psycopg
@@ -33,10 +34,19 @@ from hospital_stream.schema import TRANSFER_COLUMNS, TableSpec
 from hospital_stream.settings import Settings
 from hospital_stream.wire.batch import BatchHeader, BatchMessage, parse_batch_message
 from hospital_stream.wire.copy_text import encode_copy_rows
-from hospital_stream.wire.dead_letters import DeadLetterKind
+from hospital_stream.wire.dead_letters import AGENT_KINDS, DeadLetterKind
+from hospital_stream.wire.fields import (
+    check_envelope,
+    check_key,
+    check_version,
+    json_object,
+    require,
+    require_count,
+)
 from hospital_stream.wire.messages import (
     StreamedTransfer,
     WardCensus,
+    check_in_schedule,
     parse_streamed_transfer,
     parse_ward_census,
     streamed_transfer_from_row,
@@ -73,6 +83,7 @@ class DeadLetter:
     row_number: int = 0
     payload: bytes | None = None  # default: the whole message
     table: str | None = None  # for a row of a batch chunk
+    payload_bytes: int | None = None  # the payload's size before it was capped; default: its own
 
 
 @dataclasses.dataclass
@@ -129,6 +140,10 @@ class PostgresSink(Service):
         self.context = HospitalConfig.from_settings(settings).context(settings.schedule_days)
         #: topic name -> what it carries
         self.topics = topics
+        #: the topics whose messages agents send through the dead-letter topic
+        self.agent_topics = frozenset(
+            role.topic(settings.topic_prefix) for role in (TopicRole.OCCUPANCY, TopicRole.STAFF)
+        )
         self.pool = AsyncConnectionPool(
             settings.database_url,
             open=False,
@@ -141,6 +156,7 @@ class PostgresSink(Service):
             name="hospital-stream",
         )
         self.ready = asyncio.Event()
+        self._stored_run: str | None = None
 
     async def on_start(self) -> None:
         await asyncio.to_thread(db.migrate, self.settings.database_url)
@@ -201,58 +217,84 @@ class PostgresSink(Service):
     async def _store_once(self, messages: Sequence[Incoming]) -> StoreResult:
         result = StoreResult()
         dead: list[DeadLetter] = []
-        streamed: dict[int, StreamedTransfer] = {}
+        streamed: list[tuple[Incoming, StreamedTransfer]] = []
         batches: list[tuple[Incoming, BatchMessage]] = []
-        census: list[WardCensus] = []
+        census: list[tuple[Incoming, WardCensus]] = []
         async with self.pool.connection() as conn, conn.transaction():
             run_id = await self._run_id(conn)
             for message in messages:
                 day: int | None = None  # known once the message parsed (a run mismatch has one)
                 try:
                     role = self.topics[message.topic]
+                    if role == TopicRole.DEAD_LETTERS:
+                        dead.append(self._dead_letter_of(message))
+                        continue
+                    value = check_envelope(message.key, message.value)
                     if role == TopicRole.STREAMED:
-                        transfer = parse_streamed_transfer(message.value, self.context)
+                        transfer = parse_streamed_transfer(value, self.context)
                         day = transfer.day
                         _check_run(transfer.run_id, run_id)
-                        streamed[transfer.transfer_id] = transfer
+                        check_key(message.key, transfer.key())
+                        streamed.append((message, transfer))
                     elif role == TopicRole.BATCH:
-                        batch = parse_batch_message(message.value)
+                        batch = parse_batch_message(value)
                         day = batch.header.day
                         _check_run(batch.header.run_id, run_id)
+                        check_key(message.key, batch.key())
+                        self._check_batch_day(batch.header)
                         batches.append((message, batch))
                     elif role == TopicRole.CENSUS:
-                        census.append(parse_ward_census(message.value))
-                    else:
-                        dead.append(parse_dead_letter(message.value))
+                        ward_census = parse_ward_census(value, self.context)
+                        day = ward_census.day
+                        check_key(message.key, ward_census.key())
+                        census.append((message, ward_census))
                 except InvalidMessage as exc:
-                    dead.append(DeadLetter(message, DeadLetterKind.INVALID_MESSAGE, str(exc), day))
-            if streamed:
-                await self._merge_streamed(conn, list(streamed.values()))
-                result.transfers_streamed += len(streamed)
+                    dead.append(DeadLetter(message, DeadLetterKind(exc.kind), str(exc), day))
+            complete = await _complete_days(
+                conn,
+                {t.day for _, t in streamed}
+                | {b.header.day for _, b in batches}
+                | {c.day for _, c in census},
+            )
+            transfers: dict[int, StreamedTransfer] = {}  # one of each: merged once
+            for message, transfer in streamed:  # a complete day takes copies of what it stored only
+                if transfer.day not in complete:
+                    transfers[transfer.transfer_id] = transfer
+                elif not await _is_stored_stream_copy(conn, transfer):
+                    what = f"streamed transfer {transfer.transfer_id}"
+                    dead.append(_day_closed(message, transfer.day, what))
+            if transfers:
+                await self._merge_streamed(conn, list(transfers.values()))
+                result.transfers_streamed += len(transfers)
             days: set[int] = set()
             closed: set[int] = set()
             for message, batch in batches:
+                try:
+                    if batch.header.kind == "day":
+                        stored = await self._close_day(conn, batch, batch.header.day in complete)
+                        closed.add(batch.header.day)
+                        result.days_closed += stored
+                    elif await self._claim_chunk(conn, batch, batch.header.day in complete):
+                        try:
+                            result.rows += await self._write_chunk(conn, message, batch, dead)
+                            result.chunks += 1
+                        except ChunkOutOfOrder as exc:  # its copy sent again is stored
+                            await self._release_chunk(conn, batch)
+                            dead.append(
+                                DeadLetter(message, DeadLetterKind.OUT_OF_ORDER, str(exc), batch.header.day)
+                            )
+                    else:
+                        result.replayed_chunks += 1
+                except InvalidMessage as exc:  # it contradicts what is stored: nothing of it is kept
+                    dead.append(DeadLetter(message, DeadLetterKind(exc.kind), str(exc), batch.header.day))
+                    continue
                 days.add(batch.header.day)
-                if batch.header.kind == "day":
-                    closed.add(batch.header.day)
-                    result.days_closed += await self._close_day(conn, batch)
-                elif await self._claim_chunk(conn, batch):
-                    try:
-                        result.rows += await self._write_chunk(conn, message, batch, dead)
-                        result.chunks += 1
-                    except ChunkOutOfOrder as exc:  # its copy sent again is stored
-                        await self._release_chunk(conn, batch)
-                        dead.append(
-                            DeadLetter(message, DeadLetterKind.OUT_OF_ORDER, str(exc), batch.header.day)
-                        )
-                else:
-                    result.replayed_chunks += 1
-            stream_days = {t.day for t in streamed.values()} | closed
+            stream_days = {t.day for t in transfers.values()} | closed
             if stream_days:
                 dead.extend(await self._reject_unconfirmed(conn, run_id or "", sorted(stream_days)))
             if census:
-                await self._store_census(conn, census)
-                days.update(c.day for c in census)
+                new_census = await self._store_census(conn, census, complete, dead)
+                days.update(c.day for c in new_census)
             if days:
                 await conn.execute(COMPLETE_DAYS)
             if dead:
@@ -269,6 +311,33 @@ class PostgresSink(Service):
             failpoints.hit("sink.before_commit", newest := max(days | stream_days, default=None))
         failpoints.hit("sink.after_commit", newest)
         return result
+
+    def _check_batch_day(self, header: BatchHeader) -> None:
+        """A batch message's day is in the schedule, and a day message names that day's date."""
+        check_in_schedule(header.day, self.context.schedule_days)
+        expected = self.context.start_date + dt.timedelta(days=header.day)
+        if header.kind == "day" and header.date != expected.isoformat():
+            raise InvalidMessage(f"day message of day {header.day} with date {header.date!r}, not {expected}")
+
+    def _dead_letter_of(self, message: Incoming) -> DeadLetter:
+        """What a message of the dead-letter topic stands for; a bad one is a dead letter of its
+        own (``bad_dead_letter``, at its own topic, partition and offset), never sent anywhere."""
+        try:
+            return check_dead_letter(parse_dead_letter(message.value), message.key, self.agent_topics)
+        except InvalidMessage as exc:
+            return DeadLetter(message, DeadLetterKind.BAD_DEAD_LETTER, str(exc))
+
+    async def stored_run(self) -> str | None:
+        """The run the database holds, for agents that check a message's run before they act on
+        it; None while it is not known (no run yet, or PostgreSQL unreachable: the sink still
+        checks every message it stores)."""
+        if self._stored_run is None and self.ready.is_set():
+            try:
+                async with self.pool.connection() as conn:
+                    self._stored_run = await self._run_id(conn)
+            except psycopg.OperationalError as exc:
+                logger.debug("could not read the run id: %s", exc)
+        return self._stored_run
 
     async def _run_id(self, conn: psycopg.AsyncConnection[Any]) -> str | None:
         row = await (await conn.execute("SELECT run_id FROM simulation")).fetchone()
@@ -306,14 +375,35 @@ class PostgresSink(Service):
             letters.append(DeadLetter(source, DeadLetterKind.UNCONFIRMED_STREAM, reason, transfer.day))
         return letters
 
-    async def _claim_chunk(self, conn: psycopg.AsyncConnection[Any], batch: BatchMessage) -> bool:
+    async def _claim_chunk(
+        self, conn: psycopg.AsyncConnection[Any], batch: BatchMessage, day_complete: bool
+    ) -> bool:
+        """Enter the chunk in the ledger: True to store its rows, False for a copy of a stored
+        chunk; InvalidMessage for one that a complete day never had (``day_closed``) or that
+        contradicts the chunk stored under its day and number (``conflict``)."""
         header = batch.header
+        if not day_complete:
+            cur = await conn.execute(
+                "INSERT INTO ingested_chunks (sim_day, seq, table_name, row_count, digest)"
+                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (header.day, header.seq, header.table, header.rows, header.digest),
+            )
+            if cur.rowcount == 1:
+                return True
         cur = await conn.execute(
-            "INSERT INTO ingested_chunks (sim_day, seq, table_name, row_count)"
-            " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            (header.day, header.seq, header.table, header.rows),
+            "SELECT table_name = %s AND row_count = %s AND coalesce(digest = %s, true)"
+            " FROM ingested_chunks WHERE sim_day = %s AND seq = %s",
+            (header.table, header.rows, header.digest, header.day, header.seq),
         )
-        return cur.rowcount == 1
+        row = await cur.fetchone()
+        if row and row[0]:
+            return False
+        what = f"chunk {header.day}/{header.seq} ({header.table})"
+        if day_complete:
+            raise _day_closed_error(header.day, what)
+        raise InvalidMessage(
+            f"{what} differs from the chunk stored as {header.day}/{header.seq}", DeadLetterKind.CONFLICT
+        )
 
     async def _release_chunk(self, conn: psycopg.AsyncConnection[Any], batch: BatchMessage) -> None:
         await conn.execute(
@@ -395,7 +485,12 @@ class PostgresSink(Service):
             conn, message, batch, lines[half:], dead
         )
 
-    async def _close_day(self, conn: psycopg.AsyncConnection[Any], batch: BatchMessage) -> int:
+    async def _close_day(
+        self, conn: psycopg.AsyncConnection[Any], batch: BatchMessage, day_complete: bool
+    ) -> int:
+        """Store the day's closing message (1), or see that it is a copy of the stored one (0);
+        InvalidMessage for one that contradicts it (``day_closed`` once the day is complete,
+        ``conflict`` before)."""
         header = batch.header
         cur = await conn.execute(
             "INSERT INTO sim_days (sim_day, sim_date, chunks, row_counts, streamed, checkpoint)"
@@ -409,20 +504,71 @@ class PostgresSink(Service):
                 batch.payload,
             ),
         )
-        return cur.rowcount
+        if cur.rowcount == 1:
+            return 1
+        cur = await conn.execute(
+            "SELECT chunks = %s AND sim_date = %s::date AND row_counts = %s::jsonb AND streamed = %s"
+            " AND checkpoint = %s FROM sim_days WHERE sim_day = %s",
+            (
+                header.chunks,
+                header.date,
+                json.dumps(header.row_counts),
+                header.streamed,
+                batch.payload,
+                header.day,
+            ),
+        )
+        row = await cur.fetchone()
+        if row and row[0]:
+            return 0
+        what = f"day message of day {header.day}"
+        if day_complete:
+            raise _day_closed_error(header.day, what)
+        raise InvalidMessage(f"{what} differs from the one stored", DeadLetterKind.CONFLICT)
 
-    async def _store_census(self, conn: psycopg.AsyncConnection[Any], census: list[WardCensus]) -> None:
-        async with conn.cursor() as cur:
-            await cur.executemany(
-                "INSERT INTO ward_census (sim_day, ward_id, occupied) VALUES (%s, %s, %s)"
-                " ON CONFLICT DO NOTHING",
-                [(c.day, c.ward_id, c.occupied) for c in census],
-            )
+    async def _store_census(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        census: list[tuple[Incoming, WardCensus]],
+        complete: set[int],
+        dead: list[DeadLetter],
+    ) -> list[WardCensus]:
+        """Store the wards' census not stored yet; a copy of a stored one is skipped, and one
+        that contradicts it (or a complete day) is a dead letter. The census stored."""
+        cur = await conn.execute(
+            "SELECT sim_day, ward_id, occupied FROM ward_census"
+            " WHERE (sim_day, ward_id) IN (SELECT * FROM unnest(%s::integer[], %s::integer[]))",
+            ([c.day for _, c in census], [c.ward_id for _, c in census]),
+        )
+        stored = {(day, ward): occupied for day, ward, occupied in await cur.fetchall()}
+        new: dict[tuple[int, int], WardCensus] = {}
+        for message, item in census:
+            place = (item.day, item.ward_id)
+            known = stored.get(place, new[place].occupied if place in new else None)
+            if known == item.occupied:
+                continue
+            what = f"census of ward {item.ward_id} on day {item.day}"
+            if item.day in complete:
+                dead.append(_day_closed(message, item.day, what))
+            elif known is not None:
+                reason = f"{what} says {item.occupied} occupied, {known} is stored"
+                dead.append(DeadLetter(message, DeadLetterKind.CONFLICT, reason, item.day))
+            else:
+                new[place] = item
+        if new:
+            async with conn.cursor() as cur:
+                await cur.executemany(
+                    "INSERT INTO ward_census (sim_day, ward_id, occupied) VALUES (%s, %s, %s)"
+                    " ON CONFLICT DO NOTHING",
+                    [(c.day, c.ward_id, c.occupied) for c in new.values()],
+                )
+        return list(new.values())
 
     async def _dead_letter(self, conn: psycopg.AsyncConnection[Any], dead: list[DeadLetter]) -> None:
         rows = []
         for letter in dead:
             payload = letter.payload if letter.payload is not None else letter.source.value or b""
+            size = len(payload) if letter.payload_bytes is None else letter.payload_bytes
             source = letter.source
             rows.append(
                 (
@@ -436,7 +582,7 @@ class PostgresSink(Service):
                     letter.sim_day,
                     letter.reason[:1000],
                     payload[:DEAD_LETTER_PAYLOAD_BYTES],
-                    len(payload),
+                    size,
                 )
             )
         async with conn.cursor() as cur:
@@ -536,27 +682,96 @@ async def _copy(
 
 def parse_dead_letter(raw: bytes | None) -> DeadLetter:
     """A dead letter an agent sent through the dead-letter topic (see
-    wire.dead_letters.encode_dead_letter); one without a kind is ``agent_rejected``."""
+    wire.dead_letters.encode_dead_letter); one without a kind is ``agent_rejected``.
+
+    It must be what an agent sends: our schema version, a kind an agent may name, and where the
+    message came from. Anything else raises InvalidMessage of kind ``bad_dead_letter``.
+    """
     try:
-        obj = json.loads(raw or b"null")
+        if raw is None:
+            raise InvalidMessage("tombstone: the message has no value")
+        obj = json_object(raw)
+        check_version(obj.get("v"))
+        payload = bytes.fromhex(require(obj, "payload", str))
+        size = require(obj, "payload_bytes", int)
+        if size < len(payload):
+            raise InvalidMessage("payload_bytes is less than the payload it holds")
         source = Incoming(
-            str(obj["topic"]),
-            int(obj["partition"]),
-            int(obj["offset"]),
-            bytes.fromhex(obj["payload"]),
-            bytes.fromhex(obj["key"]) or None,
+            require(obj, "topic", str),
+            require_count(obj, "partition"),
+            require_offset(obj),
+            payload,
+            bytes.fromhex(require(obj, "key", str)) or None,
         )
         kind = DeadLetterKind(obj.get("kind", DeadLetterKind.AGENT_REJECTED))
-        if kind is DeadLetterKind.UNCLASSIFIED:
-            raise ValueError("kind 'unclassified' is only for letters stored before it existed")
-        return DeadLetter(source, kind, str(obj["reason"]))
-    except (TypeError, KeyError, ValueError) as exc:
-        raise InvalidMessage(f"malformed dead letter: {exc!r}") from exc
+        if kind not in AGENT_KINDS:
+            raise InvalidMessage(f"kind {str(kind)!r} is not one an agent sends")
+        return DeadLetter(source, kind, require(obj, "reason", str), payload_bytes=size)
+    except (InvalidMessage, TypeError, ValueError) as exc:
+        raise _bad_dead_letter(exc) from exc
+
+
+def check_dead_letter(letter: DeadLetter, key: bytes | None, topics: Collection[str]) -> DeadLetter:
+    """``letter``, once it stands for a message of one of ``topics`` and travelled with that
+    message's key (``key``), as the agents send them; else InvalidMessage (``bad_dead_letter``)."""
+    if letter.source.topic not in topics:
+        raise _bad_dead_letter(f"no agent dead-letters messages of topic {letter.source.topic[:80]!r}")
+    if (key or b"") != (letter.source.key or b""):
+        raise _bad_dead_letter("its key is not the key of the message it stands for")
+    return letter
+
+
+def _bad_dead_letter(error: object) -> InvalidMessage:
+    return InvalidMessage(f"malformed dead letter: {error}", DeadLetterKind.BAD_DEAD_LETTER)
+
+
+def require_offset(obj: dict[str, Any], name: str = "offset") -> int:
+    value: int = require(obj, name, int)
+    if not 0 <= value < 2**63:  # "offset" is a PostgreSQL bigint
+        raise InvalidMessage(f"field {name!r} is not an offset")
+    return value
+
+
+async def _complete_days(conn: psycopg.AsyncConnection[Any], days: set[int]) -> set[int]:
+    """Which of ``days`` are complete."""
+    if not days:
+        return set()
+    cur = await conn.execute(
+        "SELECT sim_day FROM sim_days WHERE completed_at IS NOT NULL AND sim_day = ANY(%s)", (sorted(days),)
+    )
+    return {day for (day,) in await cur.fetchall()}
+
+
+async def _is_stored_stream_copy(conn: psycopg.AsyncConnection[Any], transfer: StreamedTransfer) -> bool:
+    """Whether the transfer was stored as streamed, with these fields (or ones its batch
+    replaced: then a copy cannot be told from a forgery, and nothing is changed either way)."""
+    cur = await conn.execute(
+        "SELECT NOT stream_matches_batch OR (admission_id, patient_id, event_type, from_ward_id, to_ward_id,"
+        " transferred_at, sim_day) IS NOT DISTINCT FROM"
+        " (%s::bigint, %s::bigint, %s::text, %s::integer, %s::integer, %s::timestamptz, %s::integer)"
+        " FROM transfers WHERE transfer_id = %s AND seen_in_stream",
+        (*transfer.row()[1:], transfer.transfer_id),
+    )
+    row = await cur.fetchone()
+    return bool(row and row[0])
+
+
+def _day_closed_error(day: int, what: str) -> InvalidMessage:
+    return InvalidMessage(
+        f"{what}: day {day} is complete and never had it as it is", DeadLetterKind.DAY_CLOSED
+    )
+
+
+def _day_closed(message: Incoming, day: int, what: str) -> DeadLetter:
+    return DeadLetter(message, DeadLetterKind.DAY_CLOSED, str(_day_closed_error(day, what)), day)
 
 
 def _check_run(message_run: str, stored_run: str | None) -> None:
     if message_run != stored_run:
-        raise InvalidMessage(f"message of run {message_run[:40]!r}, database holds run {stored_run!r}")
+        raise InvalidMessage(
+            f"message of run {message_run[:40]!r}, database holds run {stored_run!r}",
+            DeadLetterKind.WRONG_RUN,
+        )
 
 
 _TRANSFER_FIELDS = [c for c in TRANSFER_COLUMNS if c != "transfer_id"]

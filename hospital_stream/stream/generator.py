@@ -26,7 +26,7 @@ from hospital_stream.errors import DatabaseError
 from hospital_stream.metrics import METRICS
 from hospital_stream.settings import Settings
 from hospital_stream.stream import rules
-from hospital_stream.wire.batch import encode_day
+from hospital_stream.wire.batch import BATCH_KEY, encode_day
 from hospital_stream.wire.messages import streamed_transfer_from_row
 from hospital_stream.wire.roles import TopicRole
 
@@ -36,9 +36,6 @@ SECONDS_PER_SLOT = 180.0
 SLOTS_PER_DAY = sim.STREAM_SLOTS_PER_DAY
 SECONDS_PER_DAY = SECONDS_PER_SLOT * SLOTS_PER_DAY
 MIN_TICK_SECONDS = 0.2
-#: Every batch message has the same key, so all days travel through one partition in order:
-#: a day's updates and references always find the rows of the days before it stored.
-BATCH_KEY = "hospital-batch"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,9 +101,9 @@ class Generator:
             wards = [ward.ward_id for ward in self.config.wards]
             occupancy, staff = rules.snapshot_changes(resumed, last_day, wards)
             for ward_change in occupancy:
-                await self._emit(TopicRole.OCCUPANCY, str(ward_change.ward_id), ward_change)
+                await self._emit(TopicRole.OCCUPANCY, ward_change.key(), ward_change)
             for staff_change in staff:
-                await self._emit(TopicRole.STAFF, str(staff_change.staff_id), staff_change)
+                await self._emit(TopicRole.STAFF, staff_change.key(), staff_change)
             if not await self._confirm():
                 return
         self.state = resumed  # only now: a failed snapshot is sent again on the next tick
@@ -257,7 +254,7 @@ class Generator:
         self._lateness("slot", self.slots_sent)
         for row in self.current.streamed[self.slots_sent % SLOTS_PER_DAY]:
             transfer = streamed_transfer_from_row(self.run_id, row)
-            await self._emit(TopicRole.STREAMED, str(transfer.admission_id), transfer.dumps())
+            await self._emit(TopicRole.STREAMED, transfer.key(), transfer.dumps())
         self.slots_sent += 1
 
     async def _send_batch(self) -> None:

@@ -23,11 +23,17 @@ from hospital_stream.wire.copy_text import decode_copy_rows, digest, encode_copy
 from hospital_stream.wire.fields import (
     MAX_MESSAGE_BYTES,
     SCHEMA_VERSION,
+    check_version,
     json_object,
     require,
     require_count,
     require_counts,
 )
+from hospital_stream.wire.kinds import DeadLetterKind
+
+#: Every batch message has the same key, so all days travel through one partition in order:
+#: a day's updates and references always find the rows of the days before it stored.
+BATCH_KEY = "hospital-batch"
 
 # --- batch messages ------------------------------------------------------------------------------
 
@@ -71,6 +77,10 @@ class BatchHeader:
 class BatchMessage:
     header: BatchHeader
     payload: bytes
+
+    def key(self) -> str:
+        """The key it travels with."""
+        return BATCH_KEY
 
     @property
     def spec(self) -> TableSpec:
@@ -139,15 +149,13 @@ def parse_batch_message(raw: bytes | None) -> BatchMessage:
     if not sep:
         raise InvalidMessage("no header line")
     obj = json_object(head)
-    version = obj.get("v")
-    if type(version) is not int or version != SCHEMA_VERSION:  # not 2.0, nor True for 1
-        raise InvalidMessage(f"unsupported schema version {str(version)[:40]!r}")
+    check_version(obj.get("v"))
     kind = obj.get("kind")
     if kind not in ("chunk", "day"):
         raise InvalidMessage(f"unknown batch message kind {str(kind)[:40]!r}")
     table = obj.get("table", "")
     if not isinstance(table, str) or (kind == "chunk" and table not in TABLES):
-        raise InvalidMessage(f"unknown table {str(table)[:40]!r}")
+        raise InvalidMessage(f"unknown table {str(table)[:40]!r}", DeadLetterKind.UNKNOWN_TABLE)
     header = BatchHeader(
         kind=kind,
         run_id=require(obj, "run", str),
@@ -167,7 +175,7 @@ def parse_batch_message(raw: bytes | None) -> BatchMessage:
         except ValueError as exc:
             raise InvalidMessage(f"day message with date {header.date[:40]!r}") from exc
     if digest(payload) != header.digest:
-        raise InvalidMessage("payload digest mismatch")
+        raise InvalidMessage("payload digest mismatch", DeadLetterKind.DIGEST)
     lines = payload.count(b"\n")
     if kind == "chunk" and payload and not payload.endswith(b"\n"):  # COPY would store one more row
         raise InvalidMessage("chunk whose last row has no newline")

@@ -12,6 +12,7 @@ patients, its schedule) are in the parsers.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 from collections.abc import Sequence
@@ -24,7 +25,8 @@ from hospital_stream.model import calendar
 from hospital_stream.model.config import HospitalContext
 from hospital_stream.schema import TRANSFER_COLUMNS
 from hospital_stream.wire.copy_text import copy_field
-from hospital_stream.wire.fields import MAX_MESSAGE_BYTES
+from hospital_stream.wire.fields import SCHEMA_VERSION, check_size, check_version
+from hospital_stream.wire.kinds import DeadLetterKind
 
 #: HL7 ADT events and whether each leaves a ward and enters one: A01 admit, A02 transfer, A03
 #: discharge, and A11, A12, A13 that cancel them. A cancellation is a later event that reverses
@@ -60,6 +62,10 @@ class Message(msgspec.Struct, frozen=True):
     def dumps(self) -> bytes:
         return msgspec.json.encode(self)
 
+    def key(self) -> str:
+        """The key it travels with: its partitioning key, and the one a consumer checks."""
+        raise NotImplementedError
+
 
 # --- streamed transfers and the agents' own messages ---------------------------------------------
 
@@ -84,6 +90,9 @@ class StreamedTransfer(Message, frozen=True):
         if from_ward is not None and from_ward == to_ward:
             raise ValueError("transfer into the ward it came from")
         self.when()
+
+    def key(self) -> str:
+        return str(self.admission_id)
 
     def when(self) -> dt.datetime:
         """When the event happened: ``transferred_at``, an ISO 8601 timestamp as
@@ -138,8 +147,7 @@ def _check_context(transfer: StreamedTransfer, context: HospitalContext) -> None
             raise InvalidMessage(f"unknown ward {ward_id}")
     if transfer.patient_id > context.patient_count:
         raise InvalidMessage(f"unknown patient {transfer.patient_id}")
-    if transfer.day >= context.schedule_days:
-        raise InvalidMessage(f"day {transfer.day} is past the end of the schedule")
+    check_in_schedule(transfer.day, context.schedule_days)
     date = context.start_date + dt.timedelta(days=transfer.day)
     local = calendar.local(transfer.when())
     if local.date() != date:
@@ -170,6 +178,9 @@ class OccupancyChange(Message, frozen=True):
         if self.source == "stream" and len(self.moves) != 1:
             raise ValueError("a stream change holds exactly one move")
 
+    def key(self) -> str:
+        return str(self.ward_id)
+
 
 class StaffChange(Message, frozen=True, kw_only=True):
     """A staff member hired or retiring, or one of their ward assignments starting or ending."""
@@ -192,6 +203,9 @@ class StaffChange(Message, frozen=True, kw_only=True):
             if not canonical:
                 raise ValueError(f"field 'on' is not a date: {self.on[:40]!r}")
 
+    def key(self) -> str:
+        return str(self.staff_id)
+
 
 class WardCensus(Message, frozen=True):
     """Occupied beds of one ward at the end of a simulated day, as the occupancy table saw it."""
@@ -203,6 +217,18 @@ class WardCensus(Message, frozen=True):
     def __post_init__(self) -> None:
         if self.ward_id >= 2**31:  # ward ids are PostgreSQL integers
             raise ValueError(f"unknown ward {self.ward_id}")
+
+    def key(self) -> str:
+        return str(self.ward_id)
+
+
+def check_in_schedule(day: int, schedule_days: int) -> None:
+    """A message's simulated day is one of the schedule's (0 .. HOSPITAL_SCHEDULE_DAYS - 1)."""
+    if day >= schedule_days:
+        raise InvalidMessage(
+            f"day {day} is past the end of the schedule ({schedule_days} days)",
+            DeadLetterKind.OUTSIDE_SCHEDULE,
+        )
 
 
 def parse_occupancy_change(raw: bytes | None, ward_ids: frozenset[int]) -> OccupancyChange:
@@ -218,8 +244,15 @@ def parse_staff_change(raw: bytes | None) -> StaffChange:
     return _decode(raw, StaffChange)
 
 
-def parse_ward_census(raw: bytes | None) -> WardCensus:
-    return _decode(raw, WardCensus)
+def parse_ward_census(raw: bytes | None, context: HospitalContext | None = None) -> WardCensus:
+    """Validate one ward's census (raw JSON bytes); with a ``context``, for a ward of this
+    hospital on a day of the schedule."""
+    census = _decode(raw, WardCensus)
+    if context is not None:
+        if census.ward_id not in context.ward_ids:
+            raise InvalidMessage(f"unknown ward {census.ward_id}")
+        check_in_schedule(census.day, context.schedule_days)
+    return census
 
 
 # --- decoding ------------------------------------------------------------------------------------
@@ -227,6 +260,13 @@ def parse_ward_census(raw: bytes | None) -> WardCensus:
 M = TypeVar("M", bound=Message)
 
 _DECODERS: dict[type[Any], msgspec.json.Decoder[Any]] = {}
+
+
+class _Versioned(msgspec.Struct):
+    v: Any = SCHEMA_VERSION
+
+
+_VERSION = msgspec.json.Decoder(_Versioned)
 _AT = re.compile(r"(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?", re.DOTALL)
 _FIELD = re.compile(r"\.(\w+)")
 _BOUND = re.compile(r"Expected `int` (?P<op>[<>]=) (?P<bound>-?\d+)")
@@ -236,8 +276,10 @@ def _decode(raw: bytes | None, kind: type[M]) -> M:
     """``raw`` decoded into a ``kind`` message, or :class:`InvalidMessage` with a readable reason."""
     if not raw:
         raise InvalidMessage("empty message")
-    if len(raw) > MAX_MESSAGE_BYTES:
-        raise InvalidMessage(f"message of {len(raw)} bytes exceeds {MAX_MESSAGE_BYTES}")
+    check_size(raw)
+    if b'"v"' in raw:  # the small messages carry no version: one that names one must name ours
+        with contextlib.suppress(msgspec.DecodeError):  # not JSON: the decoder below says why
+            check_version(_VERSION.decode(raw).v)
     decoder = _DECODERS.get(kind)
     if decoder is None:
         decoder = _DECODERS[kind] = msgspec.json.Decoder(kind)

@@ -24,3 +24,6 @@ class TopicRole(enum.StrEnum):
 
 #: what the sink consumes and stores
 SINK_ROLES = (TopicRole.STREAMED, TopicRole.BATCH, TopicRole.CENSUS, TopicRole.DEAD_LETTERS)
+#: what the worker's consumer group reads (the sink's topics, and those of the table agents,
+#: which dead-letter what they cannot use); not the broker epoch, which only the watch reads
+INPUT_ROLES = (*SINK_ROLES, TopicRole.OCCUPANCY, TopicRole.STAFF)

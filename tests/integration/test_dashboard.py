@@ -162,6 +162,7 @@ def worker(embedded_stack: Settings) -> Iterator[dict[str, Any]]:
             embedded_stack,
             streamed,
             [b"not json", b"", json.dumps({"run_id": run_id, **UNCONFIRMED_TRANSFER}).encode()],
+            key=str(UNCONFIRMED_TRANSFER["admission_id"]).encode(),
         )
 
         def dead_lettered() -> bool:
@@ -358,14 +359,15 @@ def test_every_json_endpoint_returns_the_live_numbers(worker):
     assert pipeline["dead_letters"]["total"] == pipeline["dead_letters"]["open"] == len(letters) == 3
     recent = pipeline["dead_letters"]["recent"]
     assert [(x["id"], x["kind"], x["sim_day"], x["reason"]) for x in recent] == [tuple(r) for r in letters]
-    # the two messages that are no transfer at all have no day; the unconfirmed one is day 3's
+    # the two messages that are no transfer at all have no day; the transfer streamed after its
+    # day was complete is refused as day 3's (day_closed), not taken as an unconfirmed stream
     assert sorted((kind, day) for _, kind, day, _ in letters) == [
+        ("day_closed", UNCONFIRMED_TRANSFER["day"]),
         ("invalid_message", None),
         ("invalid_message", None),
-        ("unconfirmed_stream", UNCONFIRMED_TRANSFER["day"]),
     ]
 
-    # reconciliation: streamed against batch per day, and the transfer day 3's batch never held
+    # reconciliation: streamed against batch per day; every day agrees (the forged transfer is not stored)
     reconciliation = _get(f"{base}/dashboard/api/reconciliation")
     with psycopg.connect(url) as conn:
         expected = {
@@ -386,8 +388,8 @@ def test_every_json_endpoint_returns_the_live_numbers(worker):
             in_batch,
             both,
         )
-        assert shown["ok"] == (day != 3) and shown["unconfirmed"] == (day == 3)
-    assert reconciliation["days_with_mismatch"] == 1
+        assert shown["ok"] and not shown["unconfirmed"]
+    assert reconciliation["days_with_mismatch"] == 0
 
     # charts: ward_census, admissions and discharges per day
     charts = _get(f"{base}/dashboard/api/charts")
@@ -596,8 +598,8 @@ def test_the_page_shows_the_live_numbers_without_console_errors(worker, tmp_path
     assert state["occupied"] == f"{occupancy['totals']['occupied']:,}"
     assert state["staff"] == f"{staff['staff_count']:,}"
     assert state["dead"].startswith("3 (3 not replayed)")
-    assert f"unconfirmed_stream, day {UNCONFIRMED_TRANSFER['day']}" in state["text"]  # latest letters
-    assert state["mismatchDays"] == "1" and state["lag"] == "0 messages"
+    assert f"day_closed, day {UNCONFIRMED_TRANSFER['day']}" in state["text"]  # latest letters
+    assert state["mismatchDays"] == "0" and state["lag"] == "0 messages"
     today = Settings.from_env(worker["env"]).start_date + dt.timedelta(days=LAST)
     assert (state["simDate"], state["dayNumber"]) == (today.isoformat(), str(DAYS))
     tiles = {int(ward_id): (occupied, classes) for ward_id, occupied, classes in state["wardTiles"]}

@@ -21,6 +21,7 @@ from hospital_stream import db, sim
 from hospital_stream.settings import DEFAULT_ADMIN_USER, DEFAULT_READER_USER, Settings
 from hospital_stream.tools import plan, validate
 from hospital_stream.wire import batch
+from hospital_stream.wire.batch import BATCH_KEY
 from tests.helpers import BIN, DAYS, HOSPITAL, cli, data_checksums, hospital_env, produce
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -213,11 +214,13 @@ def test_worker_serves_views_from_its_tables_and_dead_letters_bad_input(embedded
             json.dumps({**plausible, "transferred_at": "2021-06-01T10:00:00+02:00"}).encode(),
             json.dumps({**plausible, "run_id": "an-older-run"}).encode(),
             json.dumps({**plausible, "event_type": PLANTED}).encode(),  # quoted by its reason
-            # well formed, but day 3's batch never had it
+            # well formed, but day 3 is complete (6 days are) and never had it
             json.dumps({**plausible, "patient_name": PLANTED}).encode(),
         ]
-        produce(embedded_stack, f"{env['HOSPITAL_TOPIC_PREFIX']}.transfers.streamed", bad)
-        one_bad_row = batch.encode_chunk(
+        # keyed by their admission, as the generator keys them: each is refused for what it says
+        produce(embedded_stack, f"{env['HOSPITAL_TOPIC_PREFIX']}.transfers.streamed", bad, key=b"3099999")
+        # well formed, with the run's id and the batch key, but for a day the schedule never has
+        outside = batch.encode_chunk(
             run_id,
             999_999,
             0,
@@ -227,7 +230,8 @@ def test_worker_serves_views_from_its_tables_and_dead_letters_bad_input(embedded
         produce(
             embedded_stack,
             f"{env['HOSPITAL_TOPIC_PREFIX']}.records.batch",
-            [json.dumps({"note": PLANTED}).encode() + b"\nrows", b"", one_bad_row],
+            [json.dumps({"note": PLANTED}).encode() + b"\nrows", b"", outside],
+            key=BATCH_KEY.encode(),
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -246,7 +250,7 @@ def test_worker_serves_views_from_its_tables_and_dead_letters_bad_input(embedded
             "unknown patient",
             "is not on simulated day 3",
             "database holds run",
-            "not in the batch of day 3",
+            "day 3 is complete and never had it",
         ):
             assert expected in reasons
         with psycopg.connect(url) as conn:
@@ -254,18 +258,21 @@ def test_worker_serves_views_from_its_tables_and_dead_letters_bad_input(embedded
                 conn.execute("SELECT count(*) FROM transfers WHERE transfer_id = 39999999").fetchone()[0] == 0
             )
             codes = conn.execute("SELECT icd10_code FROM icd10_codes WHERE icd10_code LIKE 'Z99%'").fetchall()
-            assert codes == [("Z99.9",)]  # the good row of the chunk is stored, only its bad row is not
-            row_letter = conn.execute(
-                "SELECT row_number, table_name, reason FROM dead_letters WHERE row_number > 0"
-            ).fetchone()
+            assert codes == []  # nothing of the chunk is stored, not even its good row
+            ledger = conn.execute("SELECT count(*) FROM ingested_chunks WHERE sim_day = 999999").fetchone()
+            chunk_letter = conn.execute(
+                "SELECT row_number, kind, sim_day, reason FROM dead_letters"
+                " WHERE topic LIKE '%.records.batch' AND position('Z99.9'::bytea IN payload) > 0"
+            ).fetchall()
             planted = conn.execute(
                 "SELECT count(*) FROM dead_letters WHERE position(%s::bytea IN payload) > 0",
                 (PLANTED.encode(),),
             ).fetchone()[0]
-        assert row_letter[:2] == (2, "icd10_codes") and "description" in row_letter[2]
-        # Three raw transfers, a batch header and a chunk's bad row; the unconfirmed transfer is
-        # stored as parsed, without the field it did not need.
-        assert planted == 5
+        assert ledger == (0,)
+        assert [letter[:3] for letter in chunk_letter] == [(0, "outside_schedule", 999_999)]
+        assert "past the end of the schedule" in chunk_letter[0][3]
+        # Four raw transfers (one for a complete day), a batch header and the refused chunk
+        assert planted == 6
         assert PLANTED in reasons  # a reason may quote a value: it is stored, never logged
 
         listed = cli(env, "dlq", "list")
@@ -273,8 +280,7 @@ def test_worker_serves_views_from_its_tables_and_dead_letters_bad_input(embedded
         assert f"{len(bad) + 3:,} not replayed" in listed.stdout
         replayed = cli(env, "dlq", "replay", "--all")
         assert replayed.returncode == 0, replayed.stderr
-        assert "still rejected" in replayed.stdout  # the bad row is still bad
-        assert f"replayed {len(bad) + 2} of {len(bad) + 3}" in replayed.stdout
+        assert f"replayed {len(bad) + 3} of {len(bad) + 3}" in replayed.stdout
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # the replayed messages are dead-lettered again
             with psycopg.connect(url) as conn:

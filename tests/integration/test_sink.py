@@ -1,11 +1,13 @@
 """The sink on a real PostgreSQL, without the broker: what it does with a batch partition that
 has a hole (a chunk the broker never took, between two it did) and with the copy sent again,
-with a chunk holding bad rows, and what migration 0009 makes of dead letters stored before it."""
+with a chunk holding bad rows, with copies and contradictions of what it stored, and what
+migration 0009 makes of dead letters stored before it."""
 
 from __future__ import annotations
 
 import asyncio
 
+import msgspec
 import psycopg
 import pytest
 
@@ -13,8 +15,9 @@ from hospital_stream import db, sim
 from hospital_stream.settings import Settings
 from hospital_stream.sink import Incoming, PostgresSink
 from hospital_stream.wire import batch
-from hospital_stream.wire.batch import chunk_message, encode_day
+from hospital_stream.wire.batch import BATCH_KEY, chunk_message, encode_day
 from hospital_stream.wire.dead_letters import DeadLetterKind
+from hospital_stream.wire.messages import WardCensus, streamed_transfer_from_row
 from hospital_stream.wire.roles import TopicRole
 
 pytestmark = [pytest.mark.integration]
@@ -115,6 +118,100 @@ def test_the_bad_rows_of_a_chunk_are_dead_lettered_with_their_day_and_the_rest_s
     ]
     assert [payload for *_, payload in letters] == [lines[number - 1] for number in sorted(bad)]
     assert stored == len(lines) - len(bad)
+
+
+def _store_messages(settings: Settings, buffers: list[list[tuple[str, bytes, bytes]]]) -> list[Incoming]:
+    """Each list of (topic, key, value) stored as one buffer, offsets counted per topic; the
+    messages as the sink got them."""
+
+    async def run() -> list[Incoming]:
+        sink = PostgresSink(settings, TOPICS)
+        await sink.on_start()
+        offsets: dict[str, int] = {}
+        sent = []
+        try:
+            for buffer in buffers:
+                messages = []
+                for topic, key, value in buffer:
+                    offsets[topic] = offsets.get(topic, -1) + 1
+                    messages.append(Incoming(topic, 0, offsets[topic], value, key))
+                await sink.store(messages)
+                sent += messages
+            return sent
+        finally:
+            await sink.on_stop()
+
+    return asyncio.run(run())
+
+
+def test_copies_are_skipped_contradictions_refused_and_a_complete_day_takes_nothing_new(
+    two_days, database_url
+):
+    settings, run_id, day0, day1 = two_days
+    streamed, census = "t.transfers.streamed", "t.census.daily"
+    key = BATCH_KEY.encode()
+    first, second = encode_day(run_id, day0), encode_day(run_id, day1)
+    transfers = [streamed_transfer_from_row(run_id, row) for slot in day0.streamed for row in slot]
+    wards = [w.ward_id for w in sim.HospitalConfig.from_settings(settings).wards]
+    day0_census = [(census, str(w).encode(), WardCensus(day=0, ward_id=w, occupied=1).dumps()) for w in wards]
+    day0_all = (
+        [(BATCH_TOPIC, key, m) for m in first]
+        + [(streamed, t.key().encode(), t.dumps()) for t in transfers]
+        + day0_census
+    )
+    forged_transfer = msgspec.structs.replace(transfers[0], transfer_id=10**12)
+    chunk0 = batch.parse_batch_message(first[0])
+    other_rows = chunk0.payload.replace(b"\n", b"x\n", 1)
+    closing = batch.parse_batch_message(first[-1]).header
+    refused = [  # each: (message, the kind it must become)
+        (
+            (
+                BATCH_TOPIC,
+                key,
+                chunk_message(run_id, 0, 0, chunk0.header.table, other_rows, chunk0.header.rows),
+            ),
+            "day_closed",
+        ),
+        ((BATCH_TOPIC, key, chunk_message(run_id, 0, 999, "wards", b"", 0)), "day_closed"),
+        (
+            (BATCH_TOPIC, key, batch.encode_day_close(run_id, 0, closing.chunks, day0.date, {}, 0, b"x")),
+            "day_closed",
+        ),
+        ((census, day0_census[0][1], WardCensus(day=0, ward_id=wards[0], occupied=2).dumps()), "day_closed"),
+        ((streamed, forged_transfer.key().encode(), forged_transfer.dumps()), "day_closed"),
+        ((BATCH_TOPIC, key, chunk_message(run_id, 1, 0, "wards", b"", 0)), "conflict"),
+        ((census, day0_census[0][1], WardCensus(day=1, ward_id=wards[0], occupied=9).dumps()), "conflict"),
+    ]
+    open_day = [
+        (BATCH_TOPIC, key, second[0]),
+        (census, day0_census[0][1], WardCensus(day=1, ward_id=wards[0], occupied=8).dumps()),
+    ]
+
+    sent = _store_messages(settings, [day0_all, open_day, day0_all + [m for m, _ in refused]])
+
+    with psycopg.connect(database_url) as conn:
+        letters = {
+            (topic, offset): kind
+            for topic, offset, kind in conn.execute(
+                'SELECT topic, "offset", kind FROM dead_letters'
+            ).fetchall()
+        }
+        complete = conn.execute("SELECT sim_day FROM sim_days WHERE completed_at IS NOT NULL").fetchall()
+        stored = conn.execute("SELECT count(*) FROM ingested_chunks WHERE sim_day = 0").fetchone()[0]
+        occupied = conn.execute(
+            "SELECT sim_day, occupied FROM ward_census WHERE ward_id = %s ORDER BY 1", (wards[0],)
+        ).fetchall()
+        counts = {
+            table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            for table in ("icd10_codes", "wards")
+        }
+        transfers_stored = conn.execute("SELECT count(*) FROM transfers").fetchone()[0]
+    tail = sent[len(sent) - len(refused) :]
+    assert complete == [(0,)]
+    assert letters == {(m.topic, m.offset): kind for m, (_, kind) in zip(tail, refused, strict=True)}
+    assert stored == len(first) - 1 and occupied == [(0, 1), (1, 8)]
+    assert counts == {table: day0.row_counts()[table] for table in counts}  # nothing forged is stored
+    assert transfers_stored == day0.row_counts()["transfers"]
 
 
 def test_migration_0009_gives_the_dead_letters_stored_before_it_a_kind_and_a_day(database_url, tmp_path):

@@ -19,6 +19,7 @@ from hospital_stream.sink import Incoming, StoreResult
 from hospital_stream.stream import rules
 from hospital_stream.tables import assignment_by_staff, occupancy_by_ward
 from hospital_stream.wire import batch
+from hospital_stream.wire.batch import BATCH_KEY
 from hospital_stream.wire.messages import (
     OccupancyChange,
     StaffChange,
@@ -56,6 +57,10 @@ class SinkDouble:
         self.buffers: list[list[Incoming]] = []
         self.gate: asyncio.Event | None = None  # when set: store waits for it (a slow commit)
         self.failure: BaseException | None = None
+        self.run: str | None = "run-1"  # the run the database holds
+
+    async def stored_run(self):
+        return self.run
 
     async def store(self, messages):
         self.buffers.append(list(messages))
@@ -246,23 +251,54 @@ async def test_bulk_and_closing_batch_messages_produce_no_changes(worker, raw):
     assert worker.router_producer.sent == []
 
 
+BATCH = BATCH_KEY.encode()
+
+
 @pytest.mark.parametrize(
-    ("topic", "raw"),
+    ("topic", "raw", "key"),
     [
-        (topics.STREAMED_TRANSFERS, b"{not json"),
-        (topics.STREAMED_TRANSFERS, _transfer("admit", None, 10_000)),  # no such ward
-        (topics.STREAMED_TRANSFERS, _transfer("admit", None, 1, transferred_at="2020-01-05T10:00:00+02:00")),
-        (topics.DAY_BATCHES, batch.encode_chunk("run-1", 0, 3, "transfers", []) + b"1\t2\n"),  # digest
-        (topics.DAY_BATCHES, batch.chunk_message("run-1", 0, 3, "transfers", b"\xff\n", 1)),  # not UTF-8
+        (topics.STREAMED_TRANSFERS, b"{not json", b"7"),
+        (topics.STREAMED_TRANSFERS, _transfer("admit", None, 10_000), b"7"),  # no such ward
+        (
+            topics.STREAMED_TRANSFERS,
+            _transfer("admit", None, 1, transferred_at="2020-01-05T10:00:00+02:00"),
+            b"7",
+        ),
+        (topics.DAY_BATCHES, batch.encode_chunk("run-1", 0, 3, "transfers", []) + b"1\t2\n", BATCH),  # digest
+        (topics.STREAMED_TRANSFERS, _transfer("admit", None, 1), b"x"),  # not keyed by its admission
+        (topics.STREAMED_TRANSFERS, _transfer("admit", None, 1), None),  # keyless
+        (topics.STREAMED_TRANSFERS, None, b"7"),  # a tombstone
+        (topics.DAY_BATCHES, batch.encode_chunk("run-1", 0, 3, "transfers", []), b"x"),
+        (topics.DAY_BATCHES, batch.encode_chunk("run-1", 999_999, 3, "transfers", []), BATCH),  # past the end
+        (topics.DAY_BATCHES, batch.encode_chunk("run-0", 0, 3, "transfers", []), BATCH),  # another run
+        (topics.STREAMED_TRANSFERS, _transfer("admit", None, 1, run_id="run-0"), b"7"),  # another run
+        (
+            topics.DAY_BATCHES,
+            batch.chunk_message("run-1", 0, 3, "transfers", b"\xff\n", 1),
+            BATCH,
+        ),  # not UTF-8
     ],
-    ids=["not-json", "unknown-ward", "wrong-day", "bad-digest", "rows-not-copy-text"],
+    ids=[
+        "not-json",
+        "unknown-ward",
+        "wrong-day",
+        "bad-digest",
+        "bad-key",
+        "keyless",
+        "tombstone",
+        "bad-batch-key",
+        "outside",
+        "batch-of-another-run",
+        "transfer-of-another-run",
+        "rows-not-copy-text",
+    ],
 )
 @in_loop
-async def test_a_malformed_message_is_dropped_and_the_next_one_still_routed(worker, topic, raw):
+async def test_a_malformed_message_is_dropped_and_the_next_one_still_routed(worker, topic, raw, key):
     async with agents.route_hospital_records.test_context() as agent:
-        await put(agent, raw, topic=topic, key=b"x")
+        await put(agent, raw, topic=topic, key=key)
         assert worker.router_producer.sent == []
-        await put(agent, _transfer("admit", None, _ward_ids()[0]), topic=topics.STREAMED_TRANSFERS)
+        await put(agent, _transfer("admit", None, _ward_ids()[0]), topic=topics.STREAMED_TRANSFERS, key=b"7")
 
     assert [(t, k) for t, k, *_ in worker.router_producer.sent] == [
         (topics.OCCUPANCY_CHANGES, str(_ward_ids()[0]).encode())
@@ -363,6 +399,34 @@ async def test_a_malformed_occupancy_change_is_dead_lettered_and_the_agent_goes_
     assert bytes.fromhex(letter["payload"]) == raw and letter["reason"]
     assert letter["kind"] == "agent_rejected"
     assert occupancy_by_ward[str(ward)]["patients"] == {"7": 42}
+
+
+@pytest.mark.parametrize(
+    ("raw", "key", "kind"),
+    [
+        (None, b"1", "tombstone"),
+        (_batch_change(1, 0, []).dumps(), None, "bad_key"),
+        (_batch_change(1, 0, []).dumps(), b"2", "bad_key"),
+        (_batch_change(1, 0, []).dumps()[:-1] + b', "v": 3}', b"1", "version"),
+        (b'{"x": "' + b"a" * 950_000 + b'"}', b"1", "oversized"),
+    ],
+    ids=["tombstone", "keyless", "wrong-key", "version", "oversized"],
+)
+@in_loop
+async def test_an_occupancy_change_in_a_bad_envelope_is_dead_lettered_with_its_kind(
+    worker, census, dead_letters, raw, key, kind
+):
+    async with agents.track_ward_occupancy.test_context() as agent:
+        bad = await put(agent, raw, key=key)
+
+    ((_, value),) = dead_letters
+    letter = json.loads(value)
+    assert (letter["topic"], letter["offset"], letter["kind"]) == (
+        topics.OCCUPANCY_CHANGES,
+        bad.message.offset,
+        kind,
+    )
+    assert "1" not in occupancy_by_ward
 
 
 # --- track_staff_assignments ---------------------------------------------------------------------

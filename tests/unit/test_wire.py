@@ -1,4 +1,5 @@
 import datetime as dt
+import hashlib
 import json
 import re
 
@@ -52,23 +53,63 @@ def _tamper(raw: bytes, **changes) -> bytes:
 
 
 @pytest.mark.parametrize(
-    ("make", "reason"),
+    ("make", "reason", "kind"),
     [
-        (lambda raw: b"", "empty message"),
-        (lambda raw: b"no newline at all", "no header line"),
-        (lambda raw: b"{not json\n", "invalid JSON"),
-        (lambda raw: _tamper(raw, v=99), "unsupported schema version"),
-        (lambda raw: _tamper(raw, table="users; DROP TABLE patients"), "unknown table"),
-        (lambda raw: _tamper(raw, day=-1), "negative"),
-        (lambda raw: _tamper(raw, day="3"), "must be int"),
-        (lambda raw: raw + b"9\t9\n", "digest mismatch"),
-        (lambda raw: _tamper(raw, rows=5), "header says 5 rows"),
+        (lambda raw: b"", "empty message", "invalid_message"),
+        (lambda raw: b"no newline at all", "no header line", "invalid_message"),
+        (lambda raw: b"{not json\n", "invalid JSON", "invalid_message"),
+        (lambda raw: _tamper(raw, v=99), "unsupported schema version", "version"),
+        (lambda raw: _tamper(raw, v=None), "unsupported schema version", "version"),
+        (lambda raw: _tamper(raw, table="users; DROP TABLE patients"), "unknown table", "unknown_table"),
+        (lambda raw: _tamper(raw, day=-1), "negative", "invalid_message"),
+        (lambda raw: _tamper(raw, day="3"), "must be int", "invalid_message"),
+        (lambda raw: raw + b"9\t9\n", "digest mismatch", "digest"),
+        (lambda raw: _tamper(raw, digest="0" * 32), "digest mismatch", "digest"),
+        (lambda raw: _tamper(raw, rows=5), "header says 5 rows", "invalid_message"),
     ],
 )
-def test_bad_batch_messages_are_rejected_with_a_reason(make, reason):
+def test_bad_batch_messages_are_rejected_with_a_reason(make, reason, kind):
     raw = batch.encode_chunk("run1", 1, 0, "wards", [(1, "A", "Ward A", "medicine", 10, 0)])
-    with pytest.raises(InvalidMessage, match=reason):
+    with pytest.raises(InvalidMessage, match=reason) as refused:
         batch.parse_batch_message(make(raw))
+    assert refused.value.kind == kind
+
+
+def test_a_chunk_carries_the_blake2b_128_digest_of_its_payload():
+    raw = batch.encode_chunk("run1", 1, 0, "wards", [(1, "A", "Ward A", "medicine", 10, 0)])
+    head, _, payload = raw.partition(b"\n")
+    assert json.loads(head)["digest"] == hashlib.blake2b(payload, digest_size=16).hexdigest()
+    assert batch.parse_batch_message(raw).key() == batch.BATCH_KEY
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "kind"),
+    [
+        (b"k", None, "tombstone"),
+        (None, b"{}", "bad_key"),
+        (b"k", b"x" * (fields.MAX_MESSAGE_BYTES + 1), "oversized"),
+    ],
+)
+def test_a_bad_envelope_is_refused_before_its_payload_is_read(key, value, kind):
+    with pytest.raises(InvalidMessage) as refused:
+        fields.check_envelope(key, value)
+    assert refused.value.kind == kind
+
+
+def test_a_key_must_be_the_one_the_payload_calls_for():
+    fields.check_key(b"7", "7")
+    for key in (b"8", b"", None):
+        with pytest.raises(InvalidMessage, match="does not match") as refused:
+            fields.check_key(key, "7")
+        assert refused.value.kind == "bad_key"
+
+
+def test_a_small_message_naming_another_version_is_refused_and_one_naming_ours_is_not():
+    obj = json.loads(_transfer())
+    assert messages.parse_streamed_transfer(json.dumps({**obj, "v": fields.SCHEMA_VERSION}).encode())
+    with pytest.raises(InvalidMessage, match="unsupported schema version") as refused:
+        messages.parse_streamed_transfer(json.dumps({**obj, "v": 3}).encode())
+    assert refused.value.kind == "version"
 
 
 @pytest.mark.parametrize(
