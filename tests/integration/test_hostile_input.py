@@ -312,7 +312,8 @@ def test_every_bad_message_is_dead_lettered_where_it_was_read_and_the_run_is_unh
         ).fetchall()
     stored = {(t, p, o): (row, kind, reason, size) for t, p, o, row, kind, reason, size in letters}
     record_property(
-        "fault", f"sent {len(bad)} bad messages and {len(genuine)} copies of genuine ones; {len(letters)} dead letters"
+        "fault",
+        f"sent {len(bad)} bad messages and {len(genuine)} genuine copies; {len(letters)} dead letters",
     )
     assert len(stored) == len(letters) == len(bad)
     for index, plan in enumerate(plans + replays):
