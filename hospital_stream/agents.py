@@ -205,17 +205,12 @@ async def _changes(event: Any) -> list[Any]:
         check_in_schedule(batch.header.day, services.context().schedule_days)
         await _check_run(batch.header.run_id)
         rows = batch.rows()  # COPY text as PostgreSQL reads it, or InvalidMessage
+        table = batch.header.table
+        routed = rules.changes_for_chunk(table, batch.header.day, services.wards(), rows)
     except InvalidMessage:
         return []  # the sink dead-letters it, with the reason (PostgreSQL refuses its bad rows)
-    table = batch.header.table
-    if table == "transfers":
-        changes = [
-            (topics.occupancy_changes, change)
-            for change in rules.occupancy_changes_for_day(batch.header.day, services.wards(), rows)
-        ]
-    else:
-        changes = [(topics.staff_changes, change) for change in rules.staff_changes_for_chunk(table, rows)]
-    return await _send_changes(changes, None)
+    topic = topics.occupancy_changes if table == "transfers" else topics.staff_changes
+    return await _send_changes([(topic, change) for change in routed], None)
 
 
 async def _check_run(run_id: str) -> None:

@@ -572,15 +572,15 @@ class PostgresSink(Service):
             source = letter.source
             rows.append(
                 (
-                    source.topic,
+                    _storable(source.topic),
                     source.partition,
                     source.offset,
                     source.key,
                     letter.row_number,
-                    letter.table,
+                    None if letter.table is None else _storable(letter.table),
                     str(letter.kind),
                     letter.sim_day,
-                    letter.reason[:1000],
+                    _storable(letter.reason[:1000]),
                     payload[:DEAD_LETTER_PAYLOAD_BYTES],
                     size,
                 )
@@ -719,6 +719,15 @@ def check_dead_letter(letter: DeadLetter, key: bytes | None, topics: Collection[
     if (key or b"") != (letter.source.key or b""):
         raise _bad_dead_letter("its key is not the key of the message it stands for")
     return letter
+
+
+def _storable(text: str) -> str:
+    """``text`` as PostgreSQL's text type can hold it, NUL and lone surrogates written as escapes.
+
+    A dead letter's reason and names describe a message, anyone's: one PostgreSQL refused would
+    fail its whole buffer at every redelivery, while an escape loses nothing of the description.
+    """
+    return text.replace("\0", "\\x00").encode("utf-8", "backslashreplace").decode()
 
 
 def _bad_dead_letter(error: object) -> InvalidMessage:

@@ -21,6 +21,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from hospital_stream.errors import InvalidMessage
 from hospital_stream.model import HospitalState
 from hospital_stream.schema import TABLES
 from hospital_stream.wire.messages import OccupancyChange, StaffChange
@@ -206,6 +207,22 @@ def staff_changes_for_chunk(table: str, rows: Sequence[Sequence[Any]]) -> list[S
     if table == "staff_retirements":
         return [StaffChange(staff_id=int(r[0]), assignment_id=0, change="retire", on=r[1]) for r in rows]
     return []
+
+
+def changes_for_chunk(
+    table: str, day: int, ward_ids: Iterable[int], rows: Sequence[Sequence[Any]]
+) -> list[OccupancyChange] | list[StaffChange]:
+    """The ward changes of a ``transfers`` chunk, or the staff changes of a staff chunk.
+
+    Rows that are not the table's (a forged chunk) raise InvalidMessage: no change is sent, and
+    the sink dead-letters the chunk with PostgreSQL's reason.
+    """
+    try:
+        if table == "transfers":
+            return occupancy_changes_for_day(day, ward_ids, rows)
+        return staff_changes_for_chunk(table, rows)
+    except (ValueError, IndexError, TypeError) as exc:
+        raise InvalidMessage(f"a {table} row the table rules cannot read: {exc}") from exc
 
 
 def snapshot_changes(

@@ -16,7 +16,7 @@ from hospital_stream.settings import Settings
 from hospital_stream.sink import Incoming, PostgresSink
 from hospital_stream.wire import batch
 from hospital_stream.wire.batch import BATCH_KEY, chunk_message, encode_day
-from hospital_stream.wire.dead_letters import DeadLetterKind
+from hospital_stream.wire.dead_letters import DeadLetterKind, encode_dead_letter
 from hospital_stream.wire.messages import WardCensus, streamed_transfer_from_row
 from hospital_stream.wire.roles import TopicRole
 
@@ -262,3 +262,31 @@ def test_migration_0009_gives_the_dead_letters_stored_before_it_a_kind_and_a_day
                 'INSERT INTO dead_letters (topic, partition, "offset", kind, reason, payload, payload_bytes)'
                 " VALUES ('t', 0, 1, 'misc', 'r', '', 0)"
             )
+
+
+def test_a_dead_letter_whose_reason_postgresql_cannot_hold_is_stored_with_that_text_escaped(
+    two_days, database_url
+):
+    """A NUL or a lone surrogate in a relayed dead letter's reason would make PostgreSQL refuse
+    the whole buffer, again at every redelivery: the sink stores it escaped instead."""
+    settings, _, _, _ = two_days
+    dead_topic = TopicRole.DEAD_LETTERS.topic(settings.topic_prefix)
+    occupancy = TopicRole.OCCUPANCY.topic(settings.topic_prefix)
+    topics = {**TOPICS, dead_topic: TopicRole.DEAD_LETTERS}
+    letters = [
+        encode_dead_letter(occupancy, 0, offset, b"7", reason, b"{}")
+        for offset, reason in enumerate(["ward\0 unknown", "ward \ud800 unknown"])
+    ]
+
+    async def run() -> None:
+        sink = PostgresSink(settings, topics)
+        await sink.on_start()
+        try:
+            await sink.store([Incoming(dead_topic, 0, i, value, b"7") for i, value in enumerate(letters)])
+        finally:
+            await sink.on_stop()
+
+    asyncio.run(run())
+    with psycopg.connect(database_url) as conn:
+        reasons = conn.execute('SELECT reason FROM dead_letters ORDER BY "offset"').fetchall()
+    assert reasons == [("ward\\x00 unknown",), ("ward \\ud800 unknown",)]

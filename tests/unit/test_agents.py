@@ -277,6 +277,8 @@ BATCH = BATCH_KEY.encode()
             batch.chunk_message("run-1", 0, 3, "transfers", b"\xff\n", 1),
             BATCH,
         ),  # not UTF-8
+        (topics.DAY_BATCHES, batch.chunk_message("run-1", 0, 3, "transfers", b"abc\n", 1), BATCH),
+        (topics.DAY_BATCHES, batch.chunk_message("run-1", 0, 3, "staff_assignments", b"1\t2\n", 1), BATCH),
     ],
     ids=[
         "not-json",
@@ -291,6 +293,8 @@ BATCH = BATCH_KEY.encode()
         "batch-of-another-run",
         "transfer-of-another-run",
         "rows-not-copy-text",
+        "transfers-row-not-a-transfer",
+        "assignment-row-too-short",
     ],
 )
 @in_loop
