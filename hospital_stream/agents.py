@@ -79,6 +79,15 @@ async def _leading() -> bool:
     return False
 
 
+@app.on_partitions_assigned.connect
+async def resume_generation_after_rebalance(sender: Any, assigned: Any, **kwargs: Any) -> None:
+    """Every rebalance makes the generator resume from PostgreSQL's last complete day at its next
+    step (see ``Generator.rebalanced``): what the rebalance dropped is sent again."""
+    worker = services.current()
+    if worker is not None:
+        worker.generator.rebalanced()
+
+
 @app.agent(topics.sink_input)
 async def store_records(stream: Any) -> None:
     """Buffer streamed, batch and census messages; write each buffer in one transaction.

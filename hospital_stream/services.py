@@ -107,6 +107,12 @@ _current: WorkerServices | None = None
 _ready = asyncio.Event()  # bound to the worker's loop when first awaited
 
 
+def current() -> WorkerServices | None:
+    """The worker's services if they have started, without waiting (for callbacks that must not
+    block, such as the rebalance's)."""
+    return _current
+
+
 async def started() -> WorkerServices:
     """The worker's services, once they have all started (an agent may get its first message,
     and a timer its first tick, before the app's services are up)."""

@@ -91,6 +91,7 @@ class Generator:
         self.current: sim.DayRecords | None = None
         self.stored_through = -1
         self._last_outage_log = -math.inf
+        self._rebalanced = False
 
     async def resume(self) -> None:
         """Load the run and the checkpoint after the last complete day from PostgreSQL."""
@@ -134,12 +135,23 @@ class Generator:
     async def step_down(self) -> None:
         """Forget the position in the run (not the hospital): the next step resumes from PostgreSQL."""
         async with self.lock:
-            if self.state is not None:
-                logger.info(
-                    "generator stops after day %d: this worker does not lead",
-                    self.first_day + self.days_sent - 1,
-                )
-                self.state = None
+            self._forget("this worker does not lead")
+
+    def rebalanced(self) -> None:
+        """The consumer group's partitions were assigned again: the next step resumes from
+        PostgreSQL's last complete day, even on a worker that led throughout.
+
+        A rebalance drops messages in flight: Faust skips, and acknowledges, every event it
+        fetched before the new assignment, even on a ``noack`` stream, so a chunk routed, a ward
+        change or a census can vanish on partitions that stayed with this worker. Their day then
+        never completes, and a generator that goes on from its own position never sends it
+        again. Sent again from PostgreSQL (snapshot included), it is stored whole."""
+        self._rebalanced = True
+
+    def _forget(self, reason: str) -> None:
+        if self.state is not None:
+            logger.info("generator stops after day %d: %s", self.first_day + self.days_sent - 1, reason)
+            self.state = None
 
     async def stream_step(self) -> None:
         """Send the live transfers of every stream slot that is due."""
@@ -168,7 +180,11 @@ class Generator:
             await self._confirm()
 
     async def _resumed(self) -> bool:
-        """Resume on first use; False (try again next tick) while PostgreSQL is unreachable."""
+        """Resume on first use and after a rebalance; False (try again next tick) while
+        PostgreSQL is unreachable."""
+        if self._rebalanced:
+            self._rebalanced = False
+            self._forget("the partitions were assigned again")
         if self.state is None:
             try:
                 await self.resume()
