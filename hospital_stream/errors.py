@@ -29,3 +29,15 @@ class BrokerLost(HospitalStreamError):
     """
 
     exit_code = 75  # EX_TEMPFAIL: try again
+
+
+class WorkerStalled(HospitalStreamError):
+    """The sink stored nothing for the stall limit while it had work: a worker that is alive but
+    stuck (a lock it waits on, a consumer that stopped delivering).
+
+    The worker exits with :attr:`exit_code` at once, without an orderly shutdown; whatever it
+    had not acknowledged is read again by the worker that starts next (``hospital-stream run``
+    and the compose restart policy start one).
+    """
+
+    exit_code = 70  # EX_SOFTWARE

@@ -18,6 +18,7 @@ from hospital_stream.app import app, settings
 from hospital_stream.model import HospitalConfig, HospitalContext, Ward
 from hospital_stream.sink import PostgresSink
 from hospital_stream.stream.generator import Generator
+from hospital_stream.stream.watchdog import StallWatch
 from hospital_stream.wire.messages import Message
 from hospital_stream.wire.roles import TopicRole
 
@@ -60,6 +61,7 @@ class WorkerServices(Service):
         self.router_producer = self._producer(max_batch_size=16_384)
         self.sink = PostgresSink(settings, topics.SINK_TOPICS)
         self.generator = Generator(settings, self._send_generated)
+        self.stall_watch = StallWatch(settings)
         self.generator_topics = {
             TopicRole.STREAMED: topics.streamed_transfers,
             TopicRole.BATCH: topics.day_batches,

@@ -128,6 +128,27 @@ def last_day(url: str) -> int:
 STARTED: list[subprocess.Popen] = []
 
 
+def start_bare_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
+    """``faust -A hospital_stream.app worker`` with no supervisor (as compose runs it), its output
+    in ``log``; killed after the test if it outlives it."""
+    with log.open("w") as out:
+        worker = subprocess.Popen(
+            [str(BIN / "faust"), "-A", "hospital_stream.app", "worker", "-l", "info"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    STARTED.append(worker)
+    return worker
+
+
+def finish_run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``run`` the days still missing of the DAYS a reference run stores, at full speed."""
+    remaining = DAYS - max(0, last_day(env["HOSPITAL_DATABASE_URL"]) + 1)
+    return cli(env, "run", "--days", str(max(remaining, 1)), "--speed", "max")
+
+
 def produce(stack: Settings, topic: str, values: list[bytes]) -> None:
     from aiokafka import AIOKafkaProducer
 

@@ -21,7 +21,7 @@ from typing import Any
 import click
 
 from hospital_stream import db
-from hospital_stream.errors import BrokerLost, HospitalStreamError
+from hospital_stream.errors import BrokerLost, HospitalStreamError, WorkerStalled
 from hospital_stream.settings import Settings
 
 #: a worker that outlives its stop request this long is killed (see the embedded broker's defects)
@@ -29,8 +29,12 @@ WORKER_STOP_SECONDS = 60.0
 #: restarts in one run: a worker that keeps failing is not worth restarting for ever
 MAX_RESTARTS = 5
 STALLED = -1  # _supervise's code for a worker it killed because it stalled
+#: the backstop waits this many stall limits: the worker's own watchdog (WorkerStalled) exits
+#: first, and this catches a worker too frozen to run it
+BACKSTOP_STALL_LIMITS = 1.5
 RESTART_REASONS = {
     BrokerLost.exit_code: "the broker lost its messages",
+    WorkerStalled.exit_code: "the worker stalled",
     STALLED: "the worker stored nothing for too long",
 }
 
@@ -75,9 +79,9 @@ def _supervise(child: subprocess.Popen[bytes], progress: Progress, stop_requeste
     """Report progress until the child exits; ask it to stop when the last day is stored or
     when we are asked to stop, and kill it if it does not within WORKER_STOP_SECONDS. A worker
     that stores nothing for its stall limit is killed (SIGKILL loses nothing: what it had not
-    acknowledged is read again) and STALLED returned, so that it starts again."""
-    speed, stall_seconds = progress.settings.speed, progress.settings.stall_seconds
-    stall_limit = max(stall_seconds, 3 * 180 / speed) if speed else stall_seconds
+    acknowledged is read again) and STALLED returned, so that it starts again: the backstop
+    of the worker's own watchdog, for a worker too frozen to run it."""
+    stall_limit = progress.settings.stall_limit * BACKSTOP_STALL_LIMITS
     progress.last_change = time.monotonic()  # a new worker's stall is counted from its start
     stop_sent_at: float | None = None
     while True:

@@ -24,7 +24,7 @@ from typing import Any
 from hospital_stream import db, sim
 from hospital_stream.errors import DatabaseError
 from hospital_stream.metrics import METRICS
-from hospital_stream.settings import Settings
+from hospital_stream.settings import STREAM_SLOT_SECONDS, Settings
 from hospital_stream.stream import rules
 from hospital_stream.wire.batch import encode_day
 from hospital_stream.wire.messages import streamed_transfer_from_row
@@ -32,7 +32,7 @@ from hospital_stream.wire.roles import TopicRole
 
 logger = logging.getLogger(__name__)
 
-SECONDS_PER_SLOT = 180.0
+SECONDS_PER_SLOT = STREAM_SLOT_SECONDS
 SLOTS_PER_DAY = sim.STREAM_SLOTS_PER_DAY
 SECONDS_PER_DAY = SECONDS_PER_SLOT * SLOTS_PER_DAY
 MIN_TICK_SECONDS = 0.2
@@ -92,6 +92,7 @@ class Generator:
         self.stored_through = -1
         self._last_outage_log = -math.inf
         self._rebalanced = False
+        self.held = False
 
     async def resume(self) -> None:
         """Load the run and the checkpoint after the last complete day from PostgreSQL."""
@@ -152,6 +153,7 @@ class Generator:
         if self.state is not None:
             logger.info("generator stops after day %d: %s", self.first_day + self.days_sent - 1, reason)
             self.state = None
+        self.held = False
 
     async def stream_step(self) -> None:
         """Send the live transfers of every stream slot that is due."""
@@ -235,7 +237,11 @@ class Generator:
             return True
         if index != self.days_sent:  # the day before has not sent its batch yet
             return False
-        if day >= self.end_day or not await self._room_for(day):
+        if day >= self.end_day:
+            return False
+        #: held back until the sink stores more: work the stall watchdog waits on
+        self.held = not await self._room_for(day)
+        if self.held:
             return False
         assert self.hospital is not None and self.state is not None
         with METRICS.timed("generate", 0):
