@@ -32,7 +32,7 @@ from faust.types import TP
 
 from hospital_stream import services, topics
 from hospital_stream.app import app, settings
-from hospital_stream.errors import BrokerLost, DatabaseError, InvalidMessage
+from hospital_stream.errors import BrokerLost, DatabaseError, InvalidMessage, SinkStopped
 from hospital_stream.metrics import METRICS
 from hospital_stream.sink import Incoming
 from hospital_stream.stream import rules
@@ -82,7 +82,7 @@ async def _leading() -> bool:
 
 
 @app.on_partitions_assigned.connect
-async def resume_generation_after_rebalance(sender: Any, assigned: Any, **kwargs: Any) -> None:
+async def resume_generation_after_rebalance(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
     """Every rebalance makes the generator resume from PostgreSQL's last complete day at its next
     step (see ``Generator.rebalanced``): what the rebalance dropped is sent again."""
     worker = services.current()
@@ -117,6 +117,8 @@ async def store_records(stream: Any) -> None:
         try:
             with stall_watch.storing():
                 result = await sink.store(messages)
+        except SinkStopped:  # the worker stops: the buffer is read again on the next start
+            return
         except DatabaseError as exc:  # nothing of the buffer is acknowledged: it is read again
             exit_now(1, f"stopping the worker: {exc}")
         for event in events:
@@ -335,7 +337,7 @@ async def watch_for_stalls() -> None:
     limit while it had work: a bare ``faust worker`` or a compose replica is started again by
     its supervisor or restart policy, and resumes from PostgreSQL's last complete day."""
     worker = services.current()
-    if worker is None:
+    if worker is None or worker.should_stop:  # a stopping worker's sink winds down on its own
         return
     stall = await worker.stall_watch.check(worker.generator.held)
     if stall is not None:

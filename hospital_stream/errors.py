@@ -17,6 +17,10 @@ class DatabaseError(HospitalStreamError):
     """PostgreSQL refused, is unreachable, or its schema is not what the code expects."""
 
 
+class SinkStopped(HospitalStreamError):
+    """The sink is stopping with the worker: a buffer it was given is not stored (nor acknowledged)."""
+
+
 class InvalidMessage(HospitalStreamError):
     """A consumed message cannot be parsed or validated; it belongs in the dead-letter table."""
 

@@ -255,7 +255,7 @@ class Settings:
         "STALL_SECONDS",
         "300",
         _parse_positive_float,
-        "a worker whose sink stores nothing for this long while it has work exits with status 70 (at least three stream slots)",
+        "a worker whose sink stores nothing this long while it has work exits 70 (at least 3 stream slots)",
     )
 
     @classmethod

@@ -48,7 +48,8 @@ def run_worker(
 ) -> bool:
     """Supervise the worker (``argv``: ``hospital-stream worker``, a child process) until ``end_day``
     is stored or we are stopped; start it again when it exits because the broker lost its
-    messages. ``plan`` works out the run's planned bytes for the progress line."""
+    messages or it stalled. ``plan`` works out the run's planned bytes for the progress line.
+    True when the last day is stored, or when we were asked to stop (and the worker stopped)."""
     if first_day == 0:
         click.echo(f"day 0 loads the catchment population ({settings.population:,} people) first")
     click.echo(
@@ -61,7 +62,9 @@ def run_worker(
     restarts = 0
     with _termination_requests() as stop_requested:
         while True:
-            child = subprocess.Popen(argv, env=env, preexec_fn=_die_with_parent)
+            # a process group of its own: Ctrl-C reaches only ``run``, which asks the worker to
+            # stop with one SIGTERM, the one way a worker stops cleanly
+            child = subprocess.Popen(argv, env=env, preexec_fn=_die_with_parent, process_group=0)
             code = _supervise(child, progress, stop_requested)
             if code not in RESTART_REASONS or stop_requested() or restarts >= MAX_RESTARTS:
                 break
@@ -72,7 +75,7 @@ def run_worker(
     reached = progress.summary()
     if code != 0 and not reached and not stop_requested():
         raise HospitalStreamError(f"the worker stopped after an error (exit status {code}; its log is above)")
-    return reached
+    return reached or stop_requested()
 
 
 def _supervise(child: subprocess.Popen[bytes], progress: Progress, stop_requested: Callable[[], bool]) -> int:

@@ -93,6 +93,7 @@ class Generator:
         self._last_outage_log = -math.inf
         self._rebalanced = False
         self.held = False
+        self.stopped = False
 
     async def resume(self) -> None:
         """Load the run and the checkpoint after the last complete day from PostgreSQL."""
@@ -149,6 +150,14 @@ class Generator:
         again. Sent again from PostgreSQL (snapshot included), it is stored whole."""
         self._rebalanced = True
 
+    async def stop(self) -> int | None:
+        """Start no step again, and wait for the one under way (its sends confirmed): the worker
+        stops, and its producers stop after this. The last day sent, or None if not generating."""
+        self.stopped = True
+        async with self.lock:
+            self.held = False
+            return self.first_day + self.days_sent - 1 if self.state is not None else None
+
     def _forget(self, reason: str) -> None:
         if self.state is not None:
             logger.info("generator stops after day %d: %s", self.first_day + self.days_sent - 1, reason)
@@ -183,7 +192,9 @@ class Generator:
 
     async def _resumed(self) -> bool:
         """Resume on first use and after a rebalance; False (try again next tick) while
-        PostgreSQL is unreachable."""
+        PostgreSQL is unreachable; False for good once stopped."""
+        if self.stopped:
+            return False
         if self._rebalanced:
             self._rebalanced = False
             self._forget("the partitions were assigned again")

@@ -8,7 +8,16 @@ import time
 import psycopg
 import pytest
 
-from tests.helpers import DAYS, cli, data_checksums, finish_run, hospital_env, last_day, start_bare_worker, wait_until
+from tests.helpers import (
+    DAYS,
+    cli,
+    data_checksums,
+    finish_run,
+    hospital_env,
+    last_day,
+    start_bare_worker,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

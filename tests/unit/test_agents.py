@@ -124,7 +124,10 @@ def _clear_tables() -> None:
 def worker(monkeypatch):
     """The worker's services as doubles; empty tables; no broker-watch state."""
     double = types.SimpleNamespace(
-        router_producer=ProducerDouble(), sink=SinkDouble(), generator=None, stall_watch=StallWatch(Settings())
+        router_producer=ProducerDouble(),
+        sink=SinkDouble(),
+        generator=None,
+        stall_watch=StallWatch(Settings()),
     )
     monkeypatch.setattr(services, "_current", double)
     monkeypatch.setattr(agents, "_offsets_seen", {})

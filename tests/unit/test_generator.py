@@ -67,7 +67,11 @@ class _FakeRun:
         self.stored: dict = {"last": -1, "checkpoint": None}
         self.sent: list[tuple[TopicRole, bytes]] = []
         self.generator = Generator(self.settings, self._send)
-        self.generator._read_resume_point = lambda url: ("run", self.stored["last"], self.stored["checkpoint"])
+        self.generator._read_resume_point = lambda url: (
+            "run",
+            self.stored["last"],
+            self.stored["checkpoint"],
+        )
         self.generator._stored_through = lambda: self.stored["last"]
 
     async def _send(self, role: TopicRole, key: str, value: bytes) -> asyncio.Future[None]:
@@ -80,7 +84,9 @@ class _FakeRun:
         self.stored.update(last=day, checkpoint=sim.encode_checkpoint(self.days[day].state))
 
     def closed_days(self) -> list[int]:
-        headers = [batch.parse_batch_message(value).header for role, value in self.sent if role == TopicRole.BATCH]
+        headers = [
+            batch.parse_batch_message(value).header for role, value in self.sent if role == TopicRole.BATCH
+        ]
         return [header.day for header in headers if header.kind == "day"]
 
 

@@ -20,7 +20,9 @@ class Clock:
 
 def _watch(postgres_answers: bool = True, **env: str) -> tuple[StallWatch, Clock]:
     clock = Clock()
-    watch = StallWatch(Settings.from_env({"HOSPITAL_STALL_SECONDS": "30", "HOSPITAL_SPEED": "max", **env}), clock)
+    watch = StallWatch(
+        Settings.from_env({"HOSPITAL_STALL_SECONDS": "30", "HOSPITAL_SPEED": "max", **env}), clock
+    )
     watch._postgres_answers = lambda: postgres_answers  # type: ignore[method-assign]
     return watch, clock
 
