@@ -14,22 +14,16 @@ import pytest
 
 from hospital_stream.devstack import stack
 from hospital_stream.settings import Settings
-from tests.helpers import BIN, DAYS, STARTED, cli, data_checksums, hospital_env, last_day
+from tests.helpers import BIN, DAYS, cli, data_checksums, hospital_env, last_day, start
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _start_run(env: dict[str, str], log, speed: str = "max") -> subprocess.Popen:
     remaining = DAYS - max(0, last_day(env["HOSPITAL_DATABASE_URL"]) + 1)
-    run = subprocess.Popen(
-        [str(BIN / "hospital-stream"), "run", "--days", str(max(remaining, 1)), "--speed", speed],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
+    return start(
+        [str(BIN / "hospital-stream"), "run", "--days", str(max(remaining, 1)), "--speed", speed], env, log
     )
-    STARTED.append(run)
-    return run
 
 
 def _wait_for_day(url: str, run: subprocess.Popen, day: int, timeout: float = 120) -> None:

@@ -7,21 +7,20 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 
 import pytest
 
 from tests.helpers import (
     BIN,
     DAYS,
-    STARTED,
     cli,
     data_checksums,
     finish_run,
     hospital_env,
     last_day,
+    start,
     start_bare_worker,
-    wait_until,
+    wait_for_day,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -41,23 +40,10 @@ def test_a_stop_mid_run_prints_one_line_and_the_next_run_resumes(
         assert cli(env, "stack", "up").returncode == 0  # the run's database, migrated
         process = start_bare_worker(env, log)
     else:
-        with log.open("w") as out:
-            process = subprocess.Popen(  # a process group of its own, as a terminal gives it
-                [str(BIN / "hospital-stream"), "run", "--days", str(DAYS), "--speed", "300"],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        STARTED.append(process)
-    wait_until(
-        "day 1 stored",
-        lambda: last_day(url) >= 1,
-        120,
-        give_up=lambda: process.poll() is not None,
-        context=lambda: log.read_text()[-3000:],
-    )
+        with log.open("w") as out:  # a process group of its own, as a terminal gives it
+            argv = [str(BIN / "hospital-stream"), "run", "--days", str(DAYS), "--speed", "300"]
+            process = start(argv, env, out, start_new_session=True)
+    wait_for_day(url, process, log, 1)
     if how == "ctrl-c":
         os.killpg(process.pid, signal.SIGINT)
     else:

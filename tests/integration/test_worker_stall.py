@@ -16,7 +16,7 @@ from tests.helpers import (
     hospital_env,
     last_day,
     start_bare_worker,
-    wait_until,
+    wait_for_day,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -35,13 +35,7 @@ def test_a_worker_whose_sink_is_locked_out_exits_70_within_its_limit(reference_r
     assert cli(env, "stack", "up").returncode == 0  # the run's database, migrated
     log = tmp_path / "worker.log"
     worker = start_bare_worker(env, log)
-    wait_until(
-        "day 1 stored",
-        lambda: last_day(url) >= 1,
-        120,
-        give_up=lambda: worker.poll() is not None,
-        context=lambda: log.read_text()[-3000:],
-    )
+    wait_for_day(url, worker, log, 1)
     with psycopg.connect(url) as lock:  # the test's own transaction holds the lock until rollback
         # every batch chunk claims its row in the ledger: no buffer with a chunk can commit
         lock.execute("LOCK TABLE ingested_chunks IN EXCLUSIVE MODE")
