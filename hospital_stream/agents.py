@@ -12,6 +12,8 @@ Dataflow::
 
     mark_broker_epoch / watch_for_broker_loss: a worker whose broker lost its messages exits
     (BrokerLost.exit_code) so that it starts again from PostgreSQL's last complete day.
+    watch_for_stalls: a worker whose sink stores nothing while it has work exits
+    (WorkerStalled.exit_code) for the same reason.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from faust.types import TP
 
 from hospital_stream import failpoints, services, topics
 from hospital_stream.app import app, settings
-from hospital_stream.errors import BrokerLost, DatabaseError, InvalidMessage
+from hospital_stream.errors import BrokerLost, DatabaseError, InvalidMessage, SinkStopped
 from hospital_stream.metrics import METRICS
 from hospital_stream.sink import Incoming
 from hospital_stream.stream import rules
@@ -94,6 +96,15 @@ async def note_partitions_revoked(sender: Any, *args: Any, **kwargs: Any) -> Non
     failpoints.hit("rebalance.revoked")
 
 
+@app.on_partitions_assigned.connect
+async def resume_generation_after_rebalance(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+    """Every rebalance makes the generator resume from PostgreSQL's last complete day at its next
+    step (see ``Generator.rebalanced``): what the rebalance dropped is sent again."""
+    worker = services.current()
+    if worker is not None:
+        worker.generator.rebalanced()
+
+
 @app.agent(topics.sink_input)
 async def store_records(stream: Any) -> None:
     """Buffer streamed, batch and census messages; write each buffer in one transaction.
@@ -104,7 +115,8 @@ async def store_records(stream: Any) -> None:
     ``finally`` block, even when the agent fails, which is why it is not used here.)
     """
     manual = stream.noack()
-    sink = (await services.started()).sink
+    worker = await services.started()
+    sink, stall_watch = worker.sink, worker.stall_watch
     async for events in buffered(manual.events(), settings.sink_buffer_messages, settings.sink_flush_seconds):
         messages = [
             Incoming(
@@ -118,7 +130,10 @@ async def store_records(stream: Any) -> None:
             for e in events
         ]
         try:
-            result = await sink.store(messages)
+            with stall_watch.storing():
+                result = await sink.store(messages)
+        except SinkStopped:  # the worker stops: the buffer is read again on the next start
+            return
         except DatabaseError as exc:  # nothing of the buffer is acknowledged: it is read again
             exit_now(1, f"stopping the worker: {exc}")
         for event in events:
@@ -344,6 +359,25 @@ async def watch_for_broker_loss() -> None:
         + "; ".join(lost[:3])
         + f"; exiting with status {BrokerLost.exit_code} to start again from PostgreSQL's last complete day",
     )
+
+
+# --- a worker that stalls ------------------------------------------------------------------------
+
+#: how often the stall watchdog looks: a tenth of the limit, between 0.5 s and 5 s
+STALL_WATCH_SECONDS = max(0.5, min(5.0, settings.stall_limit / 10))
+
+
+@app.timer(interval=STALL_WATCH_SECONDS)
+async def watch_for_stalls() -> None:
+    """Exit at once (``WorkerStalled.exit_code``) when the sink has stored nothing for the stall
+    limit while it had work: a bare ``faust worker`` or a compose replica is started again by
+    its supervisor or restart policy, and resumes from PostgreSQL's last complete day."""
+    worker = services.current()
+    if worker is None or worker.should_stop:  # a stopping worker's sink winds down on its own
+        return
+    stall = await worker.stall_watch.check(worker.generator.held)
+    if stall is not None:
+        exit_now(stall.exit_code, str(stall))
 
 
 def exit_now(code: int, reason: str) -> NoReturn:

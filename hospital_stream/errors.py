@@ -17,6 +17,10 @@ class DatabaseError(HospitalStreamError):
     """PostgreSQL refused, is unreachable, or its schema is not what the code expects."""
 
 
+class SinkStopped(HospitalStreamError):
+    """The sink is stopping with the worker: a buffer it was given is not stored (nor acknowledged)."""
+
+
 class InvalidMessage(HospitalStreamError):
     """A consumed message cannot be parsed or validated; it belongs in the dead-letter table.
 
@@ -41,3 +45,15 @@ class BrokerLost(HospitalStreamError):
     """
 
     exit_code = 75  # EX_TEMPFAIL: try again
+
+
+class WorkerStalled(HospitalStreamError):
+    """The sink stored nothing for the stall limit while it had work: a worker that is alive but
+    stuck (a lock it waits on, a consumer that stopped delivering).
+
+    The worker exits with :attr:`exit_code` at once, without an orderly shutdown; whatever it
+    had not acknowledged is read again by the worker that starts next (``hospital-stream run``
+    and the compose restart policy start one).
+    """
+
+    exit_code = 70  # EX_SOFTWARE

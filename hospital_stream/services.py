@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import sys
 from typing import Any
 
@@ -18,8 +19,11 @@ from hospital_stream.app import app, settings
 from hospital_stream.model import HospitalConfig, HospitalContext, Ward
 from hospital_stream.sink import PostgresSink
 from hospital_stream.stream.generator import Generator
+from hospital_stream.stream.watchdog import StallWatch
 from hospital_stream.wire.messages import Message
 from hospital_stream.wire.roles import TopicRole
+
+logger = logging.getLogger(__name__)
 
 #: with CPython's default 5 ms switch interval, the event loop (consumer, agents, sink,
 #: producer) waits up to 5 ms for the GIL after each of its many I/O calls while the generator's
@@ -60,6 +64,7 @@ class WorkerServices(Service):
         self.router_producer = self._producer(max_batch_size=16_384)
         self.sink = PostgresSink(settings, topics.SINK_TOPICS)
         self.generator = Generator(settings, self._send_generated)
+        self.stall_watch = StallWatch(settings)
         self.generator_topics = {
             TopicRole.STREAMED: topics.streamed_transfers,
             TopicRole.BATCH: topics.day_batches,
@@ -87,6 +92,16 @@ class WorkerServices(Service):
     async def on_first_start(self) -> None:
         sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
 
+    async def on_stop(self) -> None:
+        """The generator first: mode stops a service's children (the producers, the sink) after
+        its ``on_stop``, and Faust cancels the app's timers only after every service, so a timer
+        that ticked on would send to a stopped producer (``NotReady``) and crash the worker.
+        By now Faust has stopped the consumer: the sink's last buffer is finished or abandoned,
+        and what is not acknowledged is read again on the next start."""
+        last_sent = await self.generator.stop()
+        done = "not generating" if last_sent is None else f"the generator stopped after day {last_sent}"
+        logger.warning("worker stops: %s; anything not stored yet is read again on the next start", done)
+
     async def on_started(self) -> None:
         global _current
         _current = self
@@ -105,6 +120,12 @@ class WorkerServices(Service):
 
 _current: WorkerServices | None = None
 _ready = asyncio.Event()  # bound to the worker's loop when first awaited
+
+
+def current() -> WorkerServices | None:
+    """The worker's services if they have started, without waiting (for callbacks that must not
+    block, such as the rebalance's)."""
+    return _current
 
 
 async def started() -> WorkerServices:

@@ -24,6 +24,8 @@ DEFAULT_WORKER_USER = "hospital_worker"
 DEFAULT_ADMIN_USER = "hospital"
 DEFAULT_READER_USER = "hospital_readonly"
 DEFAULT_DATABASE_URL = f"postgresql://{DEFAULT_WORKER_USER}@127.0.0.1:15432/hospital"
+#: wall-clock seconds between two live-transfer slots at speed 1 (the generator's schedule)
+STREAM_SLOT_SECONDS = 180.0
 
 
 def _parse_bool(text: str) -> bool:
@@ -254,7 +256,7 @@ class Settings:
         "STALL_SECONDS",
         "300",
         _parse_positive_float,
-        "`run` restarts a worker that stores nothing for this long (at least three stream slots)",
+        "a worker whose sink stores nothing this long while it has work exits 70 (at least 3 stream slots)",
     )
     failpoint: failpoints.Failpoint | None = _field(
         "FAILPOINT",
@@ -301,6 +303,14 @@ class Settings:
                 text = str(value)
             env[field.metadata["env"]] = text
         return env
+
+    @property
+    def stall_limit(self) -> float:
+        """How long a worker may store nothing before it counts as stalled: HOSPITAL_STALL_SECONDS,
+        but at least three stream slots at this speed, so that a slow run's quiet is no stall."""
+        if self.speed is None:
+            return self.stall_seconds
+        return max(self.stall_seconds, 3 * STREAM_SLOT_SECONDS / self.speed)
 
     @property
     def kafka_address(self) -> tuple[str, int]:

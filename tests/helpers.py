@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import IO, Any, TypeVar
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -139,6 +139,40 @@ def last_day(url: str) -> int:
 
 
 STARTED: list[subprocess.Popen] = []
+
+
+def start(argv: list[str], env: dict[str, str], out: IO[str], **popen: Any) -> subprocess.Popen:
+    """A command of the project with its output (both streams) in ``out``; killed after the test
+    if it outlives it."""
+    process = subprocess.Popen(
+        argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, **popen
+    )
+    STARTED.append(process)
+    return process
+
+
+def start_bare_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
+    """``faust -A hospital_stream.app worker`` with no supervisor (as compose runs it), its output
+    in ``log``."""
+    with log.open("w") as out:
+        return start([str(BIN / "faust"), "-A", "hospital_stream.app", "worker", "-l", "info"], env, out)
+
+
+def wait_for_day(url: str, process: subprocess.Popen, log: Path, day: int, timeout: float = 120) -> None:
+    """Until ``day`` is stored; the test fails, with the log's tail, if ``process`` ends first."""
+    wait_until(
+        f"day {day} stored",
+        lambda: last_day(url) >= day,
+        timeout,
+        give_up=lambda: process.poll() is not None,
+        context=lambda: log.read_text()[-3000:],
+    )
+
+
+def finish_run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``run`` the days still missing of the DAYS a reference run stores, at full speed."""
+    remaining = DAYS - max(0, last_day(env["HOSPITAL_DATABASE_URL"]) + 1)
+    return cli(env, "run", "--days", str(max(remaining, 1)), "--speed", "max")
 
 
 def produce(stack: Settings, topic: str, values: list[bytes], key: bytes | None = b"bad") -> None:

@@ -80,11 +80,11 @@ def run(days: int | None, speed: float | str | None, seed: int | None, reset: bo
         argv = [sys.executable, "-m", "hospital_stream.cli", "worker", "--loglevel", loglevel]
         plan = functools.partial(_planned_bytes, settings)
         drain = functools.partial(kafka_admin.wait_until_drained, settings)
-        reached = supervisor.run_worker(settings, first_day, end_day, argv, plan, drain)
+        finished = supervisor.run_worker(settings, first_day, end_day, argv, plan, drain)
     finally:
         if started:
             stack.down(settings, only=list(reversed(started)))
-    if days is not None and not reached:
+    if days is not None and not finished:
         raise click.exceptions.Exit(1)
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import click
 
 from hospital_stream import db
-from hospital_stream.errors import BrokerLost, HospitalStreamError
+from hospital_stream.errors import BrokerLost, HospitalStreamError, WorkerStalled
 from hospital_stream.settings import Settings
 
 #: a worker that outlives its stop request this long is killed (see the embedded broker's defects)
@@ -32,8 +32,12 @@ STALLED = -1  # _supervise's code for a worker it killed because it stalled
 #: ``drain(stop_requested)``: wait until the worker's group committed what it consumed; None
 #: when it has, else one line saying what is left
 Drain = Callable[[Callable[[], bool]], str | None]
+#: the backstop waits this many stall limits: the worker's own watchdog (WorkerStalled) exits
+#: first, and this catches a worker too frozen to run it
+BACKSTOP_STALL_LIMITS = 1.5
 RESTART_REASONS = {
     BrokerLost.exit_code: "the broker lost its messages",
+    WorkerStalled.exit_code: "the worker stalled",
     STALLED: "the worker stored nothing for too long",
 }
 
@@ -48,9 +52,10 @@ def run_worker(
 ) -> bool:
     """Supervise the worker (``argv``: ``hospital-stream worker``, a child process) until ``end_day``
     is stored or we are stopped; start it again when it exits because the broker lost its
-    messages. ``plan`` works out the run's planned bytes for the progress line; ``drain``
-    waits, once the last day is stored, until the worker has committed all it consumed, so
-    that the dead letters of what it read are stored before it stops."""
+    messages or it stalled. ``plan`` works out the run's planned bytes for the progress line;
+    ``drain`` waits, once the last day is stored, until the worker has committed all it consumed,
+    so that the dead letters of what it read are stored before it stops. True when the last day
+    is stored, or when we were asked to stop (and the worker stopped)."""
     if first_day == 0:
         click.echo(f"day 0 loads the catchment population ({settings.population:,} people) first")
     click.echo(
@@ -63,7 +68,9 @@ def run_worker(
     restarts = 0
     with _termination_requests() as stop_requested:
         while True:
-            child = subprocess.Popen(argv, env=env, preexec_fn=_die_with_parent)
+            # a process group of its own: Ctrl-C reaches only ``run``, which asks the worker to
+            # stop with one SIGTERM, the one way a worker stops cleanly
+            child = subprocess.Popen(argv, env=env, preexec_fn=_die_with_parent, process_group=0)
             code = _supervise(child, progress, stop_requested, drain)
             if code not in RESTART_REASONS or stop_requested() or restarts >= MAX_RESTARTS:
                 break
@@ -74,7 +81,7 @@ def run_worker(
     reached = progress.summary()
     if code != 0 and not reached and not stop_requested():
         raise HospitalStreamError(f"the worker stopped after an error (exit status {code}; its log is above)")
-    return reached
+    return reached or stop_requested()
 
 
 def _supervise(
@@ -87,9 +94,9 @@ def _supervise(
     ``drain`` returned) or when we are asked to stop, and kill it if it does not within
     WORKER_STOP_SECONDS. A worker
     that stores nothing for its stall limit is killed (SIGKILL loses nothing: what it had not
-    acknowledged is read again) and STALLED returned, so that it starts again."""
-    speed, stall_seconds = progress.settings.speed, progress.settings.stall_seconds
-    stall_limit = max(stall_seconds, 3 * 180 / speed) if speed else stall_seconds
+    acknowledged is read again) and STALLED returned, so that it starts again: the backstop
+    of the worker's own watchdog, for a worker too frozen to run it."""
+    stall_limit = progress.settings.stall_limit * BACKSTOP_STALL_LIMITS
     progress.last_change = time.monotonic()  # a new worker's stall is counted from its start
     stop_sent_at: float | None = None
     while True:

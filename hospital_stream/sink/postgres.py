@@ -13,6 +13,7 @@ kind, day, reason and bytes) and a chunk with one bad row costs a few dozen smal
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -27,7 +28,7 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from hospital_stream import db, failpoints
-from hospital_stream.errors import DatabaseError, InvalidMessage
+from hospital_stream.errors import DatabaseError, InvalidMessage, SinkStopped
 from hospital_stream.metrics import METRICS
 from hospital_stream.model import HospitalConfig
 from hospital_stream.schema import TRANSFER_COLUMNS, TableSpec
@@ -56,6 +57,8 @@ from hospital_stream.wire.roles import TopicRole
 logger = logging.getLogger(__name__)
 
 DEAD_LETTER_PAYLOAD_BYTES = 64 * 1024
+#: how long a stopping sink lets the buffer under way commit before it closes its pool
+STOP_WAIT_SECONDS = 10.0
 #: what a bad row (or the same key twice in one chunk) makes PostgreSQL raise
 _ROW_ERRORS = (psycopg.DataError, psycopg.IntegrityError, psycopg.errors.CardinalityViolation)
 
@@ -157,6 +160,8 @@ class PostgresSink(Service):
         )
         self.ready = asyncio.Event()
         self._stored_run: str | None = None
+        self._idle = asyncio.Event()  # no buffer under way
+        self._idle.set()
 
     async def on_start(self) -> None:
         await asyncio.to_thread(db.migrate, self.settings.database_url)
@@ -164,6 +169,10 @@ class PostgresSink(Service):
         self.ready.set()
 
     async def on_stop(self) -> None:
+        """Let the buffer under way commit (one transaction, about a second), then close the
+        pool: a buffer that does not commit by then is rolled back, unacknowledged."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), STOP_WAIT_SECONDS)
         await self.pool.close()
 
     @Service.timer(5.0)
@@ -177,13 +186,20 @@ class PostgresSink(Service):
             logger.debug("could not look at open days: %s", exc)
 
     async def store(self, messages: Sequence[Incoming]) -> StoreResult:
-        """Store a buffer in one transaction, retrying while PostgreSQL is unreachable."""
+        """Store a buffer in one transaction, retrying while PostgreSQL is unreachable;
+        :class:`SinkStopped` once the sink is stopping (the buffer is not stored)."""
         await self.ready.wait()
         delay, started = 0.5, time.monotonic()
         while True:
+            if self.should_stop:
+                raise SinkStopped(f"the sink stopped: {len(messages)} messages left to the next start")
             try:
                 flush_started = time.perf_counter()
-                result = await self._store_once(messages)
+                self._idle.clear()
+                try:
+                    result = await self._store_once(messages)
+                finally:
+                    self._idle.set()
                 break
             except psycopg.OperationalError as exc:
                 waited = time.monotonic() - started

@@ -24,7 +24,7 @@ from typing import Any
 from hospital_stream import db, failpoints, sim
 from hospital_stream.errors import DatabaseError
 from hospital_stream.metrics import METRICS
-from hospital_stream.settings import Settings
+from hospital_stream.settings import STREAM_SLOT_SECONDS, Settings
 from hospital_stream.stream import rules
 from hospital_stream.wire.batch import BATCH_KEY, encode_day
 from hospital_stream.wire.messages import streamed_transfer_from_row
@@ -32,7 +32,7 @@ from hospital_stream.wire.roles import TopicRole
 
 logger = logging.getLogger(__name__)
 
-SECONDS_PER_SLOT = 180.0
+SECONDS_PER_SLOT = STREAM_SLOT_SECONDS
 SLOTS_PER_DAY = sim.STREAM_SLOTS_PER_DAY
 SECONDS_PER_DAY = SECONDS_PER_SLOT * SLOTS_PER_DAY
 MIN_TICK_SECONDS = 0.2
@@ -88,6 +88,9 @@ class Generator:
         self.current: sim.DayRecords | None = None
         self.stored_through = -1
         self._last_outage_log = -math.inf
+        self._rebalanced = False
+        self.held = False
+        self.stopped = False
 
     async def resume(self) -> None:
         """Load the run and the checkpoint after the last complete day from PostgreSQL."""
@@ -131,12 +134,32 @@ class Generator:
     async def step_down(self) -> None:
         """Forget the position in the run (not the hospital): the next step resumes from PostgreSQL."""
         async with self.lock:
-            if self.state is not None:
-                logger.info(
-                    "generator stops after day %d: this worker does not lead",
-                    self.first_day + self.days_sent - 1,
-                )
-                self.state = None
+            self._forget("this worker does not lead")
+
+    def rebalanced(self) -> None:
+        """The consumer group's partitions were assigned again: the next step resumes from
+        PostgreSQL's last complete day, even on a worker that led throughout.
+
+        A rebalance drops messages in flight: Faust skips, and acknowledges, every event it
+        fetched before the new assignment, even on a ``noack`` stream, so a chunk routed, a ward
+        change or a census can vanish on partitions that stayed with this worker. Their day then
+        never completes, and a generator that goes on from its own position never sends it
+        again. Sent again from PostgreSQL (snapshot included), it is stored whole."""
+        self._rebalanced = True
+
+    async def stop(self) -> int | None:
+        """Start no step again, and wait for the one under way (its sends confirmed): the worker
+        stops, and its producers stop after this. The last day sent, or None if not generating."""
+        self.stopped = True
+        async with self.lock:
+            self.held = False
+            return self.first_day + self.days_sent - 1 if self.state is not None else None
+
+    def _forget(self, reason: str) -> None:
+        if self.state is not None:
+            logger.info("generator stops after day %d: %s", self.first_day + self.days_sent - 1, reason)
+            self.state = None
+        self.held = False
 
     async def stream_step(self) -> None:
         """Send the live transfers of every stream slot that is due."""
@@ -165,7 +188,13 @@ class Generator:
             await self._confirm()
 
     async def _resumed(self) -> bool:
-        """Resume on first use; False (try again next tick) while PostgreSQL is unreachable."""
+        """Resume on first use and after a rebalance; False (try again next tick) while
+        PostgreSQL is unreachable; False for good once stopped."""
+        if self.stopped:
+            return False
+        if self._rebalanced:
+            self._rebalanced = False
+            self._forget("the partitions were assigned again")
         if self.state is None:
             try:
                 await self.resume()
@@ -216,7 +245,11 @@ class Generator:
             return True
         if index != self.days_sent:  # the day before has not sent its batch yet
             return False
-        if day >= self.end_day or not await self._room_for(day):
+        if day >= self.end_day:
+            return False
+        #: held back until the sink stores more: work the stall watchdog waits on
+        self.held = not await self._room_for(day)
+        if self.held:
             return False
         assert self.hospital is not None and self.state is not None
         with METRICS.timed("generate", 0):

@@ -31,6 +31,7 @@ from tests.helpers import (
     hospital_env,
     last_day,
     process_state,
+    start,
     wait_until,
 )
 
@@ -39,15 +40,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 def _start_run(env: dict[str, str], log, speed: str = "max") -> subprocess.Popen:
     remaining = DAYS - max(0, last_day(env["HOSPITAL_DATABASE_URL"]) + 1)
-    run = subprocess.Popen(
-        [str(BIN / "hospital-stream"), "run", "--days", str(max(remaining, 1)), "--speed", speed],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
+    return start(
+        [str(BIN / "hospital-stream"), "run", "--days", str(max(remaining, 1)), "--speed", speed], env, log
     )
-    STARTED.append(run)
-    return run
 
 
 def _wait_for_day(url: str, run: subprocess.Popen, day: int, timeout: float = 120) -> None:

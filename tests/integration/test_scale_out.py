@@ -97,19 +97,7 @@ def _split(workers: list[Worker]):
     return leader, follower
 
 
-@pytest.mark.parametrize(
-    "victim",
-    [
-        "leader",
-        pytest.param(
-            "follower",
-            marks=pytest.mark.skip(
-                reason="flaky, issue 6 follow-up: once in three clean-clone suite runs the surviving "
-                "leader generated nothing more after the rebalance (passes alone: 8 of 8)"
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("victim", ["leader", "follower"])
 def test_two_workers_share_the_partitions_and_one_survives_a_kill(
     victim, reference_run, embedded_stack, tmp_path, record_property
 ):

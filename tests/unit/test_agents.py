@@ -15,8 +15,10 @@ from faust.types import TP
 from hospital_stream import agents, services, topics
 from hospital_stream.errors import DatabaseError
 from hospital_stream.schema import TABLES
+from hospital_stream.settings import Settings
 from hospital_stream.sink import Incoming, StoreResult
 from hospital_stream.stream import rules
+from hospital_stream.stream.watchdog import StallWatch
 from hospital_stream.tables import assignment_by_staff, occupancy_by_ward
 from hospital_stream.wire import batch
 from hospital_stream.wire.batch import BATCH_KEY
@@ -126,7 +128,12 @@ def _clear_tables() -> None:
 @pytest.fixture
 def worker(monkeypatch):
     """The worker's services as doubles; empty tables; no broker-watch state."""
-    double = types.SimpleNamespace(router_producer=ProducerDouble(), sink=SinkDouble(), generator=None)
+    double = types.SimpleNamespace(
+        router_producer=ProducerDouble(),
+        sink=SinkDouble(),
+        generator=None,
+        stall_watch=StallWatch(Settings()),
+    )
     monkeypatch.setattr(services, "_current", double)
     monkeypatch.setattr(agents, "_offsets_seen", {})
     _clear_tables()

@@ -336,6 +336,7 @@ def test_worker_settings_take_the_values_of_env_example() -> None:
     assert settings.topic_partitions == int(env["HOSPITAL_TOPIC_PARTITIONS"])
     speed = env["HOSPITAL_SPEED"]
     assert settings.speed == (None if speed == "max" else float(speed))
+    assert settings.stall_seconds == float(env["HOSPITAL_STALL_SECONDS"])
 
 
 def test_worker_runs_the_faust_worker_and_migrate_the_admin_command() -> None:

@@ -55,46 +55,76 @@ def test_a_day_encodes_as_chunks_then_one_closing_message():
     assert tables == ["transfers", ""]
 
 
-def test_a_generator_that_stopped_leading_resumes_from_postgresql_when_it_leads_again():
-    settings = Settings.from_env(
-        {
-            "HOSPITAL_BEDS": "60",
-            "HOSPITAL_POPULATION": "12000",
-            "HOSPITAL_SEED": "1",
-            "HOSPITAL_SPEED": "max",
-            "HOSPITAL_MAX_UNSUNK_DAYS": "1",  # with nothing stored, only day 0 may be sent
-        }
-    )
-    days = list(sim.iter_days(sim.HospitalConfig.from_settings(settings), 3))
-    stored = {"last": -1, "checkpoint": None}  # what PostgreSQL holds completely
-    sent: list[tuple[str, bytes]] = []
+class _FakeRun:
+    """A generator over a tiny hospital whose sends succeed at once, and the PostgreSQL it reads:
+    ``stored`` is the last complete day and its checkpoint."""
 
-    async def send(role: TopicRole, key: str, value: bytes) -> asyncio.Future[None]:
-        sent.append((role, value))
+    def __init__(self, **env: str) -> None:
+        self.settings = Settings.from_env(
+            {"HOSPITAL_BEDS": "60", "HOSPITAL_POPULATION": "12000", "HOSPITAL_SEED": "1", **env}
+        )
+        self.days = list(sim.iter_days(sim.HospitalConfig.from_settings(self.settings), 3))
+        self.stored: dict = {"last": -1, "checkpoint": None}
+        self.sent: list[tuple[TopicRole, bytes]] = []
+        self.generator = Generator(self.settings, self._send)
+        self.generator._read_resume_point = lambda url: (
+            "run",
+            self.stored["last"],
+            self.stored["checkpoint"],
+        )
+        self.generator._stored_through = lambda: self.stored["last"]
+
+    async def _send(self, role: TopicRole, key: str, value: bytes) -> asyncio.Future[None]:
+        self.sent.append((role, value))
         done = asyncio.get_running_loop().create_future()
         done.set_result(None)
         return done
 
-    def closed_days() -> list[int]:
-        headers = [batch.parse_batch_message(value).header for role, value in sent if role == TopicRole.BATCH]
+    def store_through(self, day: int) -> None:
+        self.stored.update(last=day, checkpoint=sim.encode_checkpoint(self.days[day].state))
+
+    def closed_days(self) -> list[int]:
+        headers = [
+            batch.parse_batch_message(value).header for role, value in self.sent if role == TopicRole.BATCH
+        ]
         return [header.day for header in headers if header.kind == "day"]
 
-    generator = Generator(settings, send)
-    # PostgreSQL, as the generator reads it
-    generator._read_resume_point = lambda url: ("run", stored["last"], stored["checkpoint"])
-    generator._stored_through = lambda: stored["last"]
+
+def test_a_generator_that_stopped_leading_resumes_from_postgresql_when_it_leads_again():
+    # with nothing stored, only day 0 may be sent
+    run = _FakeRun(HOSPITAL_SPEED="max", HOSPITAL_MAX_UNSUNK_DAYS="1")
 
     async def lead_then_follow_then_lead() -> None:
-        await generator.batch_step()
-        assert closed_days() == [0]
-        await generator.step_down()  # another worker leads, and stores days 0..2 meanwhile
-        stored.update(last=2, checkpoint=sim.encode_checkpoint(days[2].state))
-        sent.clear()
-        await generator.batch_step()
+        await run.generator.batch_step()
+        assert run.closed_days() == [0]
+        await run.generator.step_down()  # another worker leads, and stores days 0..2 meanwhile
+        run.store_through(2)
+        run.sent.clear()
+        await run.generator.batch_step()
 
     asyncio.run(lead_then_follow_then_lead())
-    assert closed_days() == [3], "the generator goes on after PostgreSQL's last complete day"
-    roles = [role for role, _ in sent]
+    assert run.closed_days() == [3], "the generator goes on after PostgreSQL's last complete day"
+    roles = [role for role, _ in run.sent]
     assert roles[0] == TopicRole.OCCUPANCY and TopicRole.STAFF in roles, (
         "the tables are reset to that day first"
     )
+
+
+def test_a_leader_resumes_from_postgresql_after_a_rebalance():
+    run = _FakeRun(HOSPITAL_SPEED="max", HOSPITAL_MAX_UNSUNK_DAYS="2")
+
+    async def lead_through_a_rebalance() -> list[int]:
+        await run.generator.batch_step()
+        assert run.closed_days() == [0, 1]  # sent; the rebalance drops day 1's census
+        run.store_through(0)
+        run.sent.clear()
+        run.generator.rebalanced()  # still the leader
+        await run.generator.batch_step()
+        after_rebalance = run.closed_days()
+        run.sent.clear()
+        await run.generator.batch_step()  # and no rebalance since: it goes on
+        return after_rebalance
+
+    after_rebalance = asyncio.run(lead_through_a_rebalance())
+    assert after_rebalance == [1, 2], "day 1 is sent again, after the tables' snapshot of day 0"
+    assert run.closed_days() == []  # day 3 waits for day 1 to be stored
