@@ -31,9 +31,11 @@ STOP_LINE = "worker stops:"
 
 @pytest.mark.parametrize("how", ["ctrl-c", "sigterm-to-run", "sigterm-to-worker"])
 def test_a_stop_mid_run_prints_one_line_and_the_next_run_resumes(
-    how, reference_run, embedded_stack, tmp_path
+    how, reference_run, embedded_stack, tmp_path, record_property
 ):
-    env = hospital_env(embedded_stack, HOSPITAL_SPEED="300", HOSPITAL_RUN_UNTIL_DAY=str(DAYS))
+    env = hospital_env(
+        embedded_stack, default_logins=True, HOSPITAL_SPEED="300", HOSPITAL_RUN_UNTIL_DAY=str(DAYS)
+    )
     url = env["HOSPITAL_DATABASE_URL"]
     log = tmp_path / "stop.log"
     if how == "sigterm-to-worker":
@@ -51,7 +53,7 @@ def test_a_stop_mid_run_prints_one_line_and_the_next_run_resumes(
     code = process.wait(timeout=120)
     output = log.read_text()
     stopped_at = last_day(url)
-    print(f"{how}: exit status {code}, days up to {stopped_at} of {DAYS} stored")
+    record_property("fault", f"{how}: exit status {code}, days up to {stopped_at} of {DAYS} stored")
     assert code in ((0, 130) if how == "ctrl-c" else (0,)), output[-3000:]
     assert stopped_at < DAYS - 1, "the stop came after the last day"
     assert "Traceback" not in output and "CRITICAL" not in output, output[-3000:]

@@ -24,9 +24,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 LIMIT = 10  # HOSPITAL_STALL_SECONDS; at speed 300 three stream slots take 1.8 s, so this is the limit
 
 
-def test_a_worker_whose_sink_is_locked_out_exits_70_within_its_limit(reference_run, embedded_stack, tmp_path):
+def test_a_worker_whose_sink_is_locked_out_exits_70_within_its_limit(
+    reference_run, embedded_stack, tmp_path, record_property
+):
     env = hospital_env(
         embedded_stack,
+        default_logins=True,
         HOSPITAL_SPEED="300",  # 3 s a simulated day: most days come after the lock
         HOSPITAL_STALL_SECONDS=str(LIMIT),
         HOSPITAL_RUN_UNTIL_DAY=str(DAYS),
@@ -46,7 +49,11 @@ def test_a_worker_whose_sink_is_locked_out_exits_70_within_its_limit(reference_r
         waited = time.monotonic() - locked_at
         lock.rollback()
     output = log.read_text()
-    print(f"the worker exited with status {code} {waited:.1f} s after the lock (limit {LIMIT} s)")
+    record_property(
+        "fault",
+        f"sink locked out with days up to {stored_at_lock} stored; the worker exited {code}"
+        f" {waited:.1f} s after the lock (limit {LIMIT} s)",
+    )
     assert code == 70, output[-3000:]
     assert LIMIT - 1 <= waited <= LIMIT + 30, "within the bound, and not before it"
     stall_lines = [line for line in output.splitlines() if "stored nothing for" in line]
