@@ -130,6 +130,13 @@ def content_digests(url: str) -> dict[tuple[int, str], tuple[int, str]]:
         return content.stored_digests(conn, 0, db.last_complete_day(conn))
 
 
+def assert_same_records(url: str, reference_url: str) -> None:
+    """The run at ``url`` stored what the clean run at ``reference_url`` stored: the same
+    per-table checksums and the same per-(day, table) content digests."""
+    assert data_checksums(url) == data_checksums(reference_url), "per-table checksums differ"
+    assert content_digests(url) == content_digests(reference_url), "per-day content digests differ"
+
+
 def last_day(url: str) -> int:
     try:
         with psycopg.connect(url, connect_timeout=3) as conn:

@@ -28,7 +28,7 @@ from hospital_stream.wire.batch import BATCH_KEY
 from hospital_stream.wire.dead_letters import encode_dead_letter
 from hospital_stream.wire.kinds import DeadLetterKind as K
 from hospital_stream.wire.roles import TopicRole
-from tests.helpers import BIN, DAYS, HOSPITAL, cli, data_checksums, hospital_env, last_day, wait_until
+from tests.helpers import BIN, DAYS, HOSPITAL, assert_same_records, cli, hospital_env, last_day, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -324,7 +324,7 @@ def test_every_bad_message_is_dead_lettered_where_it_was_read_and_the_run_is_unh
         assert plan.fragment in reason, (plan, reason)
         assert size == len(plan.value or b""), plan
     assert ledger == reference_ledger  # no chunk of theirs is entered, and none of the run's is missing
-    assert data_checksums(url) == data_checksums(reference_run["HOSPITAL_DATABASE_URL"])
+    assert_same_records(url, reference_run["HOSPITAL_DATABASE_URL"])
     declared = collections.Counter(str(b.kind) for b in plans + replays)
     assert cli(env, "validate", "--skip-content").returncode == 1  # dead letters not declared
     args = [a for kind, n in sorted(declared.items()) for a in ("--expect-dead-letters", f"{kind}={n}")]
