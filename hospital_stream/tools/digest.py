@@ -2,8 +2,9 @@
 
 JSON is compared field by field (keys sorted, Faust's ``__faust`` metadata dropped), so the
 digest is the same for the same content whatever library encodes it; COPY-text payloads
-(decompressed, whatever codec carried them) and checkpoints are compared byte for byte. ``scripts/message_digest.py`` prints it; a unit test
-pins it for a small hospital, so a change to what the pipeline sends cannot pass unnoticed.
+(decompressed, whatever codec carried them) and checkpoints are compared byte for byte.
+``scripts/message_digest.py`` prints it; a unit test pins it for a small hospital, so a change
+to what the pipeline sends cannot pass unnoticed.
 """
 
 from __future__ import annotations

@@ -99,7 +99,10 @@ def test_a_day_sends_its_chunks_compressed_and_they_read_back_as_the_plain_ones(
     compressed, plain = batch.encode_day("run1", records), batch.encode_day("run1", records, "none")
     assert len(compressed) == len(plain)
     for zstd_raw, plain_raw in zip(compressed, plain, strict=True):
-        zstd_message, plain_message = batch.parse_batch_message(zstd_raw), batch.parse_batch_message(plain_raw)
+        zstd_message, plain_message = (
+            batch.parse_batch_message(zstd_raw),
+            batch.parse_batch_message(plain_raw),
+        )
         assert zstd_message.payload == plain_message.payload
         assert zstd_message.header.digest == plain_message.header.digest
         assert zstd_message.header.codec == ("zstd" if zstd_message.header.kind == "chunk" else "none")
