@@ -17,8 +17,8 @@ from hospital_stream.wire.kinds import DeadLetterKind
 
 Codec = Literal["none", "zstd"]
 CODECS: tuple[Codec, ...] = ("none", "zstd")
-#: what the generator sends: Zstandard at level 3 (libzstd's default) shrinks a chunk's COPY
-#: text about 5x, at well under a millisecond per chunk (docs/benchmarks.md, the broker)
+#: what the generator sends: Zstandard at level 3 (libzstd's default) shrinks a hospital day's
+#: COPY text about 5.5x and the broker keeps that much less (docs/benchmarks.md, bench-broker)
 DEFAULT_CODEC: Codec = "zstd"
 ZSTD_LEVEL = 3
 
