@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEMO_ARGS ?= --speed 1800
 BENCH_ARGS ?=
 
-.PHONY: help install demo test test-unit test-integration lint typecheck check stack-up stack-down status validate bench bench-sim bench-queries screenshot clean
+.PHONY: help install demo test test-unit test-integration lint typecheck check stack-up stack-down status validate bench bench-sim bench-queries bench-broker screenshot clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /  \1\t/' | expand -t 20
@@ -63,6 +63,9 @@ bench-sim: $(STAMP)  ## time the simulator against a bare PostgreSQL COPY of its
 
 bench-queries: $(STAMP)  ## time every validate check and dashboard read on HOSPITAL_DATABASE_URL (BENCH_ARGS="--from 800")
 	$(BIN)/python -m benchmarks.bench_queries $(BENCH_ARGS)
+
+bench-broker: $(STAMP)  ## batch chunks through the embedded broker: none, protocol and payload compression (BENCH_ARGS="--days 20")
+	$(BIN)/python -m benchmarks.bench_broker $(BENCH_ARGS)
 
 screenshot: $(STAMP)  ## regenerate docs/dashboard.png: a short run on a fresh embedded stack, shot by headless Chromium
 	$(BIN)/python docs/screenshot.py

@@ -55,7 +55,7 @@ from hospital_stream import db, schema, sim
 from hospital_stream.devstack import stack
 from hospital_stream.schema import TABLES
 from hospital_stream.settings import Settings
-from hospital_stream.wire.batch import encode_day
+from hospital_stream.wire.batch import encode_day, parse_batch_message
 
 RUN_ID = "bench-sim"
 COPY_BLOCK = 1 << 20
@@ -361,6 +361,7 @@ def _spool(messages: Sequence[bytes], phase: Phase, spool: Path, files: dict[Pat
             ledger.write(head + b"\t" + payload.hex().encode() + b"\n")
             continue
         ledger.write(head + b"\n")
+        payload = parse_batch_message(message).payload  # the plain COPY text
         figures = phase.tables.setdefault(header["table"], TableFigures())
         figures.rows += header["rows"]
         figures.bytes += len(payload)

@@ -1,9 +1,10 @@
 """A digest of every message the generator sends for days 0..N-1 of one hospital.
 
 JSON is compared field by field (keys sorted, Faust's ``__faust`` metadata dropped), so the
-digest is the same for the same content whatever library encodes it; COPY-text payloads and
-checkpoints are compared byte for byte. ``scripts/message_digest.py`` prints it; a unit test
-pins it for a small hospital, so a change to what the pipeline sends cannot pass unnoticed.
+digest is the same for the same content whatever library encodes it; COPY-text payloads
+(decompressed, whatever codec carried them) and checkpoints are compared byte for byte.
+``scripts/message_digest.py`` prints it; a unit test pins it for a small hospital, so a change
+to what the pipeline sends cannot pass unnoticed.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import hashlib
 import json
 
 from hospital_stream.model import HospitalConfig, iter_days
-from hospital_stream.wire.batch import encode_day
+from hospital_stream.wire.batch import encode_day, parse_batch_message
 from hospital_stream.wire.messages import streamed_transfer_from_row
 
 RUN_ID = "0" * 32
@@ -25,8 +26,12 @@ def canonical_json(raw: bytes) -> bytes:
 
 
 def canonical_batch(message: bytes) -> bytes:
-    header, _, payload = message.partition(b"\n")
-    return canonical_json(header) + b"\n" + payload
+    """The header's fields and the plain payload: the codec a chunk travelled with is no part of
+    its content (its digest is over the plain payload)."""
+    header = json.loads(message.partition(b"\n")[0])
+    header.pop("codec", None)
+    plain = parse_batch_message(message).payload
+    return json.dumps(header, sort_keys=True, separators=(",", ":")).encode() + b"\n" + plain
 
 
 def message_digest(config: HospitalConfig, days: int) -> str:

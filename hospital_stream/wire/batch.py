@@ -3,8 +3,9 @@
 A batch message is a JSON header line, a newline, then a payload: for a ``chunk``, rows of one
 table in PostgreSQL's COPY text format, so the sink can hand them to ``COPY ... FROM STDIN``
 untouched; for the day's closing ``day`` message, the simulator's zlib-compressed checkpoint.
-The header carries a digest of the payload, so a chunk is validated cheaply and PostgreSQL's
-constraints check the rows.
+A chunk's rows travel compressed (the header's ``codec``, :mod:`hospital_stream.wire.compression`).
+The header carries a digest of the plain payload, so a chunk is validated cheaply, whatever
+codec carried it, and PostgreSQL's constraints check the rows.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from hospital_stream.errors import InvalidMessage
 from hospital_stream.model import CHUNK_ROWS, DayRecords, collection_paused, encode_checkpoint
 from hospital_stream.model.columns import Columns
 from hospital_stream.schema import TABLES, TableSpec
+from hospital_stream.wire.compression import CODECS, DEFAULT_CODEC, Codec, compress, decompress
 from hospital_stream.wire.copy_text import decode_copy_rows, digest, encode_copy_rows
 from hospital_stream.wire.fields import (
     MAX_MESSAGE_BYTES,
@@ -48,7 +50,10 @@ class BatchHeader:
     seq: int
     table: str
     rows: int
+    #: the BLAKE2b-128 of the plain payload (before compression), hex
     digest: str
+    #: how the payload travels: ``none`` or ``zstd``
+    codec: Codec = "none"
     #: only on the ``day`` message: how many chunks the day has, its date, rows per table, and
     #: how many of its transfers were streamed live (the day is complete only once they are stored)
     chunks: int = 0
@@ -66,6 +71,7 @@ class BatchHeader:
             "table": self.table,
             "rows": self.rows,
             "digest": self.digest,
+            "codec": self.codec,
             "chunks": self.chunks,
             "date": self.date,
             "row_counts": self.row_counts,
@@ -75,6 +81,8 @@ class BatchHeader:
 
 @dataclasses.dataclass(frozen=True)
 class BatchMessage:
+    """A parsed batch message; ``payload`` is plain (decompressed, its digest checked)."""
+
     header: BatchHeader
     payload: bytes
 
@@ -90,14 +98,18 @@ class BatchMessage:
         return list(decode_copy_rows(self.payload))
 
 
-def encode_chunk(run_id: str, day: int, seq: int, table: str, rows: Sequence[Sequence[Any]]) -> bytes:
-    return chunk_message(run_id, day, seq, table, encode_copy_rows(rows), len(rows))
+def encode_chunk(
+    run_id: str, day: int, seq: int, table: str, rows: Sequence[Sequence[Any]], codec: Codec = "none"
+) -> bytes:
+    return chunk_message(run_id, day, seq, table, encode_copy_rows(rows), len(rows), codec)
 
 
-def chunk_message(run_id: str, day: int, seq: int, table: str, payload: bytes, rows: int) -> bytes:
-    """A chunk of ``rows`` rows already in COPY text."""
-    header = BatchHeader("chunk", run_id, day, seq, table, rows, digest(payload))
-    return _join(header, payload)
+def chunk_message(
+    run_id: str, day: int, seq: int, table: str, payload: bytes, rows: int, codec: Codec = "none"
+) -> bytes:
+    """A chunk of ``rows`` rows already in COPY text, ``payload`` compressed by ``codec``."""
+    header = BatchHeader("chunk", run_id, day, seq, table, rows, digest(payload), codec)
+    return _join(header, compress(codec, payload))
 
 
 def encode_day_close(
@@ -156,6 +168,9 @@ def parse_batch_message(raw: bytes | None) -> BatchMessage:
     table = obj.get("table", "")
     if not isinstance(table, str) or (kind == "chunk" and table not in TABLES):
         raise InvalidMessage(f"unknown table {str(table)[:40]!r}", DeadLetterKind.UNKNOWN_TABLE)
+    codec = obj.get("codec", "none")
+    if codec not in CODECS:
+        raise InvalidMessage(f"unknown payload codec {str(codec)[:40]!r}")
     header = BatchHeader(
         kind=kind,
         run_id=require(obj, "run", str),
@@ -164,6 +179,7 @@ def parse_batch_message(raw: bytes | None) -> BatchMessage:
         table=table,
         rows=require_count(obj, "rows"),
         digest=require(obj, "digest", str),
+        codec=codec,
         chunks=require_count(obj, "chunks"),
         date=require(obj, "date", str),
         row_counts=require_counts(obj, "row_counts"),
@@ -174,6 +190,8 @@ def parse_batch_message(raw: bytes | None) -> BatchMessage:
             dt.date.fromisoformat(header.date)
         except ValueError as exc:
             raise InvalidMessage(f"day message with date {header.date[:40]!r}") from exc
+    # the plain payload, at most as large as a whole plain message may be: a bomb is refused
+    payload = decompress(codec, payload, MAX_MESSAGE_BYTES)
     if digest(payload) != header.digest:
         raise InvalidMessage("payload digest mismatch", DeadLetterKind.DIGEST)
     lines = payload.count(b"\n")
@@ -193,26 +211,31 @@ def table_payload(
     return encode_copy_rows(rows[start:stop])
 
 
-def encode_day(run_id: str, records: DayRecords) -> list[bytes]:
-    """A day's batch as chunk messages followed by the closing message with the checkpoint."""
+def encode_day(run_id: str, records: DayRecords, codec: Codec = DEFAULT_CODEC) -> list[bytes]:
+    """A day's batch as chunk messages (their rows compressed by ``codec``) followed by the
+    closing message with the checkpoint."""
     with collection_paused():
-        return _encode_day(run_id, records)
+        return _encode_day(run_id, records, codec)
 
 
-def _encode_day(run_id: str, records: DayRecords) -> list[bytes]:
+def _encode_day(run_id: str, records: DayRecords, codec: Codec) -> list[bytes]:
     messages: list[bytes] = []
+    largest = 0  # the largest plain payload: a reader decompresses at most MAX_MESSAGE_BYTES
     for table, rows in records.tables.items():
         # a day's transfers travel in one chunk: the routing agent closes each ward's day on it
         step = len(rows) or 1 if table == "transfers" else CHUNK_ROWS
         for start in range(0, len(rows), step):
             stop = min(start + step, len(rows))
             payload = table_payload(rows, start, stop)
-            messages.append(chunk_message(run_id, records.day, len(messages), table, payload, stop - start))
+            largest = max(largest, len(payload))
+            messages.append(
+                chunk_message(run_id, records.day, len(messages), table, payload, stop - start, codec)
+            )
         if table == "transfers" and not rows:
-            messages.append(chunk_message(run_id, records.day, len(messages), table, b"", 0))
-    for message in messages:
-        if len(message) > MAX_MESSAGE_BYTES:
-            raise ValueError(f"day {records.day}: a batch message of {len(message)} bytes is too large")
+            messages.append(chunk_message(run_id, records.day, len(messages), table, b"", 0, codec))
+    for size in (largest, *map(len, messages)):
+        if size > MAX_MESSAGE_BYTES:
+            raise ValueError(f"day {records.day}: a batch message of {size} bytes is too large")
     checkpoint = encode_checkpoint(records.state)
     streamed = sum(len(slot) for slot in records.streamed)
     messages.append(

@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from hospital_stream import sim
 from hospital_stream.settings import Settings
 from hospital_stream.tools import kafka_admin
-from hospital_stream.wire import batch
+from hospital_stream.wire import batch, compression
 from hospital_stream.wire.batch import BATCH_KEY
 from hospital_stream.wire.dead_letters import encode_dead_letter
 from hospital_stream.wire.kinds import DeadLetterKind as K
@@ -87,6 +87,15 @@ def bad_messages(run_id: str, rng: random.Random) -> list[Bad]:
         raw = batch.encode_chunk(run, day, 999, table, [(999, "ZZ", "Forged ward", "medicine", 10, day)])
         return _tamper(raw, **header) if header else raw
 
+    def zstd_chunk(**header: object) -> bytes:
+        raw = batch.encode_chunk(
+            run_id, 5, 999, "wards", [(999, "ZZ", "Forged ward", "medicine", 10, 5)], "zstd"
+        )
+        return _tamper(raw, **header) if header else raw
+
+    # 10 MB of empty rows in a few hundred bytes: refused before it is decompressed
+    bomb = zstd_chunk().partition(b"\n")[0] + b"\n" + compression.compress("zstd", b"\n" * 10_000_000)
+
     def letter(key: bytes = b"41", **changes: object) -> bytes:
         obj = json.loads(encode_dead_letter(f"{PREFIX}.staff.changes", 0, 3, key, "forged", b"{}"))
         return json.dumps({**obj, **changes}).encode()
@@ -128,6 +137,10 @@ def bad_messages(run_id: str, rng: random.Random) -> list[Bad]:
         lambda: Bad(B, key_b, chunk(table="users"), K.UNKNOWN_TABLE, "unknown table"),
         lambda: Bad(B, key_b, chunk() + b"9\t9\n", K.DIGEST, "digest mismatch"),
         lambda: Bad(B, key_b, chunk(digest="0" * 32), K.DIGEST, "digest mismatch"),
+        lambda: Bad(B, key_b, zstd_chunk(digest="0" * 32), K.DIGEST, "digest mismatch"),
+        lambda: Bad(B, key_b, zstd_chunk()[:-3], K.INVALID_MESSAGE, "corrupt zstd payload"),
+        lambda: Bad(B, key_b, zstd_chunk(codec="brotli"), K.INVALID_MESSAGE, "unknown payload codec"),
+        lambda: Bad(B, key_b, bomb, K.OVERSIZED, "would decompress to 10000000 bytes"),
         lambda: Bad(B, key_b, chunk(run="a-run-long-gone"), K.WRONG_RUN, "database holds run"),
         lambda: Bad(B, key_b, chunk(day=999_999), K.OUTSIDE_SCHEDULE, "past the end of the schedule"),
         lambda: Bad(

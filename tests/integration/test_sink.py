@@ -6,6 +6,7 @@ migration 0009 makes of dead letters stored before it."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import msgspec
 import psycopg
@@ -14,7 +15,7 @@ import pytest
 from hospital_stream import db, sim
 from hospital_stream.settings import Settings
 from hospital_stream.sink import Incoming, PostgresSink
-from hospital_stream.wire import batch
+from hospital_stream.wire import batch, compression
 from hospital_stream.wire.batch import BATCH_KEY, chunk_message, encode_day
 from hospital_stream.wire.dead_letters import DeadLetterKind, encode_dead_letter
 from hospital_stream.wire.messages import WardCensus, streamed_transfer_from_row
@@ -163,7 +164,15 @@ def test_copies_are_skipped_contradictions_refused_and_a_complete_day_takes_noth
     chunk0 = batch.parse_batch_message(first[0])
     other_rows = chunk0.payload.replace(b"\n", b"x\n", 1)
     closing = batch.parse_batch_message(first[-1]).header
+    # the first chunk as it was sent (zstd) again, and plain: the same chunk, skipped as a copy
+    plain_copy = chunk_message(run_id, 0, 0, chunk0.header.table, chunk0.payload, chunk0.header.rows, "none")
+    assert chunk0.header.codec == "zstd" and plain_copy != first[0]
+    corrupt = first[0][:-8]  # a frame cut short
+    bomb_header = json.loads(first[0].partition(b"\n")[0]) | {"rows": 2_000_000}
+    bomb = json.dumps(bomb_header).encode() + b"\n" + compression.compress("zstd", b"\n" * 2_000_000)
     refused = [  # each: (message, the kind it must become)
+        ((BATCH_TOPIC, key, corrupt), "invalid_message"),
+        ((BATCH_TOPIC, key, bomb), "oversized"),
         (
             (
                 BATCH_TOPIC,
@@ -187,7 +196,8 @@ def test_copies_are_skipped_contradictions_refused_and_a_complete_day_takes_noth
         (census, day0_census[0][1], WardCensus(day=1, ward_id=wards[0], occupied=8).dumps()),
     ]
 
-    sent = _store_messages(settings, [day0_all, open_day, day0_all + [m for m, _ in refused]])
+    copies = [(BATCH_TOPIC, key, first[0]), (BATCH_TOPIC, key, plain_copy)]
+    sent = _store_messages(settings, [day0_all, open_day, day0_all + copies + [m for m, _ in refused]])
 
     with psycopg.connect(database_url) as conn:
         letters = {

@@ -8,13 +8,17 @@ import datetime as dt
 import json
 
 import msgspec
-from hypothesis import example, given
+import pytest
+import zstandard
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from hospital_stream import schema
 from hospital_stream.errors import InvalidMessage
-from hospital_stream.wire import batch, messages
+from hospital_stream.wire import batch, compression, messages
 from hospital_stream.wire.copy_text import digest, encode_copy_rows
+from hospital_stream.wire.fields import MAX_MESSAGE_BYTES
+from hospital_stream.wire.kinds import DeadLetterKind
 
 WARDS = frozenset({1, 2, 3})
 DEEP = b"[" * 100_000 + b"]" * 100_000
@@ -187,10 +191,29 @@ def test_valid_messages_round_trip_exactly(case):
 tables = st.sampled_from(sorted(schema.TABLES))
 
 
+codecs = st.sampled_from(compression.CODECS)
+
+
+@st.composite
+def damaged(draw, data):
+    """``data`` with some bytes flipped, cut short or followed by more (or as it is)."""
+    data = bytearray(data)
+    for _ in range(draw(st.integers(0, 3))):
+        if data and draw(st.booleans()):
+            data[draw(st.integers(0, len(data) - 1))] ^= draw(st.integers(1, 255))
+        elif data and draw(st.booleans()):
+            del data[draw(st.integers(0, len(data) - 1)) :]
+        else:
+            data += draw(st.binary(min_size=1, max_size=8))
+    return bytes(data)
+
+
 @st.composite
 def batch_raw(draw):
-    """A batch message whose header is a valid one's, with some fields wrong, and any payload."""
+    """A batch message whose header is a valid one's, with some fields wrong, and any payload:
+    as it is, or compressed by the codec the header names, whole or damaged."""
     payload = draw(st.binary(max_size=40) | st.just(b"1\t2\n"))
+    codec = draw(codecs)
     header = batch.BatchHeader(
         kind=draw(st.sampled_from(["chunk", "day"])),
         run_id=draw(st.text(max_size=8)),
@@ -199,6 +222,7 @@ def batch_raw(draw):
         table=draw(tables),
         rows=payload.count(b"\n"),
         digest=digest(payload),
+        codec=codec,
         date=draw(st.dates().map(dt.date.isoformat)),
         row_counts=draw(st.dictionaries(tables, counts, max_size=3)),
         streamed=draw(counts),
@@ -208,7 +232,8 @@ def batch_raw(draw):
             del header[name]
         else:
             header[name] = draw(json_values)
-    return json.dumps(header).encode() + b"\n" + payload
+    body = compression.compress(codec, payload) if draw(st.booleans()) else payload
+    return json.dumps(header).encode() + b"\n" + draw(damaged(body) | st.just(body))
 
 
 def _batch_refused_or_valid(raw):
@@ -220,7 +245,7 @@ def _batch_refused_or_valid(raw):
     header = message.header
     if header.kind == "chunk":
         encoded = batch.chunk_message(
-            header.run_id, header.day, header.seq, header.table, message.payload, header.rows
+            header.run_id, header.day, header.seq, header.table, message.payload, header.rows, header.codec
         )
     else:
         encoded = batch.encode_day_close(
@@ -232,6 +257,7 @@ def _batch_refused_or_valid(raw):
             header.streamed,
             message.payload,
         )
+    assert digest(message.payload) == header.digest  # the plain payload, whatever the codec
     assert batch.parse_batch_message(encoded).payload == message.payload
     try:
         rows = message.rows()
@@ -259,14 +285,17 @@ def test_any_batch_message_parses_or_is_refused(raw):
     _batch_refused_or_valid(raw)
 
 
-@given(tables, st.lists(st.tuples(counts, st.text(), st.none()), max_size=4), counts, counts)
-def test_a_valid_chunk_round_trips(table, rows, day, seq):
+@given(tables, st.lists(st.tuples(counts, st.text(), st.none()), max_size=4), counts, counts, codecs)
+def test_a_valid_chunk_round_trips(table, rows, day, seq, codec):
     rows = [
         (n, text.replace("\0", ""), none)
         for n, text, none in rows
         if not any("\ud800" <= c <= "\udfff" for c in text)
     ]
-    message = batch.parse_batch_message(batch.encode_chunk("run", day, seq, table, rows))
+    raw = batch.encode_chunk("run", day, seq, table, rows, codec)
+    message = batch.parse_batch_message(raw)
+    assert message.header.codec == codec
+    assert message.header.digest == digest(encode_copy_rows(rows))  # over the plain rows
     assert (message.header.kind, message.header.table, message.header.day, message.header.seq) == (
         "chunk",
         table,
@@ -287,3 +316,60 @@ def test_a_valid_day_message_round_trips(day, date, row_counts, streamed, checkp
         streamed,
         3,
     )
+
+
+@given(st.binary(max_size=2000), codecs, st.data())
+def test_a_damaged_compressed_chunk_is_refused_or_is_the_chunk_sent(payload, codec, data):
+    """Flipped, cut or added bytes in a chunk's body: refused with a storable reason, or, where
+    the damage decompresses to the same plain bytes (zstd ignores some of a frame's bits), the
+    very payload sent; never other rows."""
+    payload = payload.replace(b"\n", b"") + b"\n"
+    raw = batch.chunk_message("run", 1, 0, "wards", payload, 1, codec)
+    head, _, body = raw.partition(b"\n")
+    try:
+        message = batch.parse_batch_message(head + b"\n" + data.draw(damaged(body)))
+    except InvalidMessage as exc:
+        _assert_storable_reason(exc)
+        return
+    assert message.payload == payload
+
+
+def _zstd_chunk(frame: bytes, rows: int = 0, plain: bytes = b"") -> bytes:
+    header = batch.BatchHeader("chunk", "run", 1, 0, "wards", rows, digest(plain), "zstd")
+    return json.dumps(header.to_json()).encode() + b"\n" + frame
+
+
+@given(st.integers(MAX_MESSAGE_BYTES + 1, 64 * MAX_MESSAGE_BYTES))
+def test_a_decompression_bomb_is_refused_as_oversized_before_it_is_decompressed(size):
+    bomb = compression.compress("zstd", b"\n" * size)  # a few hundred bytes for up to 57 MB
+    assert len(bomb) < 4_000
+    with pytest.raises(InvalidMessage, match=f"would decompress to {size} bytes") as refused:
+        batch.parse_batch_message(_zstd_chunk(bomb, size, b"\n" * size))
+    assert refused.value.kind == DeadLetterKind.OVERSIZED
+
+
+def _with_declared_size(frame: bytes, size: int) -> bytes:
+    """A single-segment zstd frame whose header declares ``size`` (RFC 8878, 3.1.1.1)."""
+    descriptor = frame[4]
+    assert descriptor >> 5 & 1, "a single-segment frame"
+    width = (1, 2, 4, 8)[descriptor >> 6]
+    at = 5 + (0, 1, 2, 4)[descriptor & 3]  # after the dictionary id
+    value = size - 256 if width == 2 else size
+    return frame[:at] + value.to_bytes(width, "little") + frame[at + width :]
+
+
+@given(st.integers(1, 5_000), st.integers(1, 4))
+def test_a_frame_that_understates_its_size_or_does_not_declare_it_is_refused(rows, understated_by):
+    """A forged frame header cannot make the decompressor write more than the limit: libzstd
+    stops at the size it declares, and a frame that declares none is not read at all."""
+    plain = b"1\tward\n" * rows
+    assume(not 256 <= len(plain) < 256 + understated_by)  # the 2-byte size field holds 256 and more
+    frame = zstandard.ZstdCompressor(write_content_size=True).compress(plain)
+    assert zstandard.frame_content_size(_with_declared_size(frame, len(plain))) == len(plain)
+    understated = _with_declared_size(frame, len(plain) - understated_by)
+    undeclared = zstandard.ZstdCompressor(write_content_size=False).compress(plain)
+    for body, reason in ((understated, "Destination buffer is too small"), (undeclared, "does not declare")):
+        with pytest.raises(InvalidMessage, match=reason) as refused:
+            batch.parse_batch_message(_zstd_chunk(body, rows, plain))
+        _assert_storable_reason(refused.value)
+        assert refused.value.kind == DeadLetterKind.INVALID_MESSAGE

@@ -75,6 +75,40 @@ def test_bad_batch_messages_are_rejected_with_a_reason(make, reason, kind):
     assert refused.value.kind == kind
 
 
+@pytest.mark.parametrize(
+    ("make", "reason", "kind"),
+    [
+        (lambda raw: _tamper(raw, codec="brotli"), "unknown payload codec 'brotli'", "invalid_message"),
+        (lambda raw: _tamper(raw, codec=None), "unknown payload codec", "invalid_message"),
+        (lambda raw: _tamper(raw, codec="none"), "digest mismatch", "digest"),  # the frame read as rows
+        (lambda raw: raw + b"9\t9\n", "corrupt zstd payload: .* unused data", "invalid_message"),
+        (lambda raw: raw[:-3], "corrupt zstd payload", "invalid_message"),
+        (lambda raw: raw.partition(b"\n")[0] + b"\nnot a frame", "corrupt zstd payload", "invalid_message"),
+        (lambda raw: _tamper(raw, digest="0" * 32), "digest mismatch", "digest"),
+    ],
+)
+def test_bad_compressed_chunks_are_rejected_with_a_reason(make, reason, kind):
+    raw = batch.encode_chunk("run1", 1, 0, "wards", [(1, "A", "Ward A", "medicine", 10, 0)], "zstd")
+    with pytest.raises(InvalidMessage, match=reason) as refused:
+        batch.parse_batch_message(make(raw))
+    assert refused.value.kind == kind
+
+
+def test_a_day_sends_its_chunks_compressed_and_they_read_back_as_the_plain_ones():
+    records = next(sim.iter_days(sim.HospitalConfig(seed=7, beds=120, population=40_000), 1))
+    compressed, plain = batch.encode_day("run1", records), batch.encode_day("run1", records, "none")
+    assert len(compressed) == len(plain)
+    for zstd_raw, plain_raw in zip(compressed, plain, strict=True):
+        zstd_message, plain_message = (
+            batch.parse_batch_message(zstd_raw),
+            batch.parse_batch_message(plain_raw),
+        )
+        assert zstd_message.payload == plain_message.payload
+        assert zstd_message.header.digest == plain_message.header.digest
+        assert zstd_message.header.codec == ("zstd" if zstd_message.header.kind == "chunk" else "none")
+    assert sum(map(len, compressed)) * 2 < sum(map(len, plain))  # day 0: the catchment, 2.9x
+
+
 def test_a_chunk_carries_the_blake2b_128_digest_of_its_payload():
     raw = batch.encode_chunk("run1", 1, 0, "wards", [(1, "A", "Ward A", "medicine", 10, 0)])
     head, _, payload = raw.partition(b"\n")
