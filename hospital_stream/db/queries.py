@@ -47,6 +47,11 @@ LAST_COMPLETE_DAY = """
 """
 
 
+#: builds ``patients_national_id_key``, the national id's unique index, once day 0's catchment is
+#: copied: in the same transaction, by a function that runs as the owner (migration 0012)
+INDEX_NATIONAL_IDS = "SELECT index_patients_national_id()"
+
+
 def last_complete_day(conn: psycopg.Connection[Any]) -> int:
     """The last day that, with every day before it, is fully stored; -1 when none is."""
     row = conn.execute(LAST_COMPLETE_DAY).fetchone()
