@@ -335,6 +335,14 @@ def test_the_national_id_index_comes_with_day_0s_last_patients_and_refuses_a_lat
     ((kind, row, table, reason),) = letters
     assert (kind, row, table) == ("bad_row", 1, "patients") and "patients_national_id_key" in reason
 
+    # deleting everything stored (run --reset) drops it: day 0 loads without it again
+    with db.connect(database_url) as conn:
+        db.reset(conn)
+        db.ensure_run(conn, run_id, sim.HospitalConfig.from_settings(settings).to_json())
+    assert index() == []
+    _store(settings, [first])
+    assert index() == [(True,)]
+
 
 def test_migration_0012_keeps_the_national_id_constraint_of_a_database_that_holds_patients(
     database_url, tmp_path
