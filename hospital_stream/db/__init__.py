@@ -12,6 +12,7 @@ from hospital_stream.db.migrations import (
     reset,
 )
 from hospital_stream.db.queries import (
+    INDEX_NATIONAL_IDS,
     LAST_COMPLETE_DAY,
     check_run_config,
     checkpoint_after,
@@ -22,6 +23,7 @@ from hospital_stream.db.queries import (
 from hospital_stream.db.roles import READER_ROLE, WRITER_ROLE, ensure_logins
 
 __all__ = [
+    "INDEX_NATIONAL_IDS",
     "LAST_COMPLETE_DAY",
     "READER_ROLE",
     "SQL_DIR",

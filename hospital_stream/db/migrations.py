@@ -14,6 +14,7 @@ import psycopg
 from psycopg import sql
 
 from hospital_stream.db.connection import connect, first_line
+from hospital_stream.db.queries import UNINDEX_NATIONAL_IDS
 from hospital_stream.errors import DatabaseError
 from hospital_stream.schema import DATA_TABLES, PIPELINE_TABLES
 
@@ -98,3 +99,4 @@ def reset(conn: psycopg.Connection[Any]) -> None:
     """Delete every stored record and the run itself (the schema stays)."""
     tables = sql.SQL(", ").join(sql.Identifier(t) for t in (*DATA_TABLES, *PIPELINE_TABLES))
     conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(tables))
+    conn.execute(UNINDEX_NATIONAL_IDS)  # the sink builds it again after day 0's patients

@@ -47,6 +47,17 @@ LAST_COMPLETE_DAY = """
 """
 
 
+#: builds ``patients_national_id_key``, the national id's unique index, once day 0's catchment is
+#: copied: in the same transaction, by a function that runs as the owner (migration 0012)
+INDEX_NATIONAL_IDS = "SELECT index_patients_national_id()"
+#: and drops it when everything stored is deleted, so that day 0 loads without it again (a
+#: database that held patients before 0012 has it as a constraint)
+UNINDEX_NATIONAL_IDS = (
+    "ALTER TABLE patients DROP CONSTRAINT IF EXISTS patients_national_id_key;"
+    " DROP INDEX IF EXISTS patients_national_id_key"
+)
+
+
 def last_complete_day(conn: psycopg.Connection[Any]) -> int:
     """The last day that, with every day before it, is fully stored; -1 when none is."""
     row = conn.execute(LAST_COMPLETE_DAY).fetchone()

@@ -115,6 +115,12 @@ COMPLETE_DAYS = """
 """
 
 
+#: whether the ledger holds as many rows of day 0's patients as the catchment has (%s)
+DAY_ZERO_PATIENTS_STORED = """
+    SELECT coalesce(sum(row_count), 0) = %s FROM ingested_chunks WHERE sim_day = 0 AND table_name = 'patients'
+"""
+
+
 class RowsMissing(Exception):
     """An update chunk named rows that are not in the database."""
 
@@ -294,6 +300,8 @@ class PostgresSink(Service):
                         try:
                             result.rows += await self._write_chunk(conn, message, batch, dead)
                             result.chunks += 1
+                            if batch.header.day == 0 and batch.header.table == "patients":
+                                await self._index_national_ids(conn)
                         except ChunkOutOfOrder as exc:  # its copy sent again is stored
                             await self._release_chunk(conn, batch)
                             dead.append(
@@ -327,6 +335,25 @@ class PostgresSink(Service):
             failpoints.hit("sink.before_commit", newest := max(days | stream_days, default=None))
         failpoints.hit("sink.after_commit", newest)
         return result
+
+    async def _index_national_ids(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Once the ledger holds all of day 0's patients (the catchment), build the national id's
+        unique index, in this transaction: filled once in one sort, where an index there during
+        the COPY was filled in random order, and refusing every later day's duplicate. Should the
+        stored patients repeat an id (a forged chunk stored first), it is left unbuilt, with a
+        warning, and ``validate``'s "national ids unique" check reports them."""
+        cur = await conn.execute(DAY_ZERO_PATIENTS_STORED, (self.settings.population,))
+        row = await cur.fetchone()
+        if not (row and row[0]):
+            return
+        try:
+            async with conn.transaction():
+                await conn.execute(db.INDEX_NATIONAL_IDS)
+        except psycopg.errors.UniqueViolation:
+            logger.warning(
+                "day 0's patients repeat a national id: their unique index is not built"
+                " (validate lists the duplicates)"
+            )
 
     def _check_batch_day(self, header: BatchHeader) -> None:
         """A batch message's day is in the schedule, and a day message names that day's date."""

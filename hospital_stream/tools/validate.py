@@ -203,6 +203,20 @@ CHECKS = (
                GROUP BY admission_id, icd10_code HAVING count(*) > 1""",
     ),
     Check(
+        "national ids unique",
+        "no two patients share a national id (the unique index built after day 0's patients refuses "
+        "them; this finds them where it could not be built)",
+        # with the index in place the gate is false and nothing is read
+        """SELECT p.patient_id, p.national_id, p.sim_day FROM patients p
+           WHERE NOT EXISTS (SELECT 1 FROM pg_index i
+                             WHERE i.indexrelid = to_regclass('patients_national_id_key')
+                               AND i.indisunique AND i.indisvalid)
+             AND p.sim_day BETWEEN %(first)s AND %(last)s
+             AND EXISTS (SELECT 1 FROM patients q
+                         WHERE q.national_id = p.national_id AND q.patient_id < p.patient_id
+                           AND q.sim_day <= %(day)s)""",
+    ),
+    Check(
         "deaths and discharges",
         "a death has a time no later than discharge; no discharge precedes its admission",
         """SELECT admission_id, admitted_at, discharged_at, died_at, discharge_location FROM admissions
@@ -235,6 +249,14 @@ CHECKS = (
            SELECT x.kind, x.id, x.admission_id FROM x LEFT JOIN admissions a USING (admission_id)
            WHERE a.admission_id IS NULL OR NOT x.known
               OR a.patient_id <> coalesce(x.patient_id, a.patient_id)""",
+    ),
+    Check(
+        "diagnosis references",
+        "every diagnosis names a stored admission and a known ICD-10 code",
+        """SELECT d.admission_id, d.seq, d.icd10_code FROM diagnoses d
+           WHERE d.sim_day BETWEEN %(first)s AND %(last)s
+             AND (NOT EXISTS (SELECT 1 FROM admissions a WHERE a.admission_id = d.admission_id)
+              OR NOT EXISTS (SELECT 1 FROM icd10_codes c WHERE c.icd10_code = d.icd10_code))""",
     ),
     Check(
         "clinical times inside stays",

@@ -177,11 +177,17 @@ def test_worker_serves_views_from_its_tables_and_dead_letters_bad_input(embedded
                 conn.execute("SELECT ward_id, occupied FROM ward_census WHERE sim_day = 5").fetchall()
             )
             beds = dict(conn.execute("SELECT ward_id, beds FROM wards").fetchall())
+            # built by the worker's least-privileged login after day 0's patients (migration 0012)
+            national_ids = conn.execute(
+                "SELECT i.indisunique AND i.indisvalid FROM pg_index i"
+                " WHERE i.indexrelid = to_regclass('patients_national_id_key')"
+            ).fetchall()
             assigned = conn.execute(
                 "SELECT count(*) FROM staff_assignments a JOIN staff s USING (staff_id)"
                 " WHERE a.ends_on IS NULL AND s.retired_on IS NULL"
             ).fetchone()[0]
         wards = {w["ward_id"]: w for w in occupancy["wards"]}
+        assert national_ids == [(True,)]
         assert set(wards) == set(beds)
         for ward_id, ward in wards.items():
             assert ward["as_of_day"] == 5

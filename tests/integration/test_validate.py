@@ -56,6 +56,11 @@ PLANTS: dict[str, str] = {
         FROM diagnoses first
         WHERE first.admission_id = d.admission_id AND first.seq = 1 AND d.seq = 2
           AND d.admission_id = (SELECT min(admission_id) FROM diagnoses WHERE seq = 2)""",
+    # as if the unique index could not be built after day 0 (the stored ids repeated one)
+    "national ids unique": """
+        DROP INDEX patients_national_id_key;
+        UPDATE patients SET national_id = (SELECT national_id FROM patients WHERE patient_id = 1)
+        WHERE patient_id = 2""",
     # the table's own CHECK would refuse it: the check is there for a store without it
     "deaths and discharges": """
         ALTER TABLE admissions DROP CONSTRAINT admissions_check1;
@@ -64,6 +69,10 @@ PLANTS: dict[str, str] = {
     "clinical references": """
         UPDATE prescriptions SET medicine_code = 'Z99ZZ99'
         WHERE prescription_id = (SELECT min(prescription_id) FROM prescriptions WHERE sim_day = 3)""",
+    "diagnosis references": """
+        UPDATE diagnoses SET icd10_code = 'Z99.9'
+        WHERE (admission_id, seq) = (SELECT admission_id, seq FROM diagnoses WHERE sim_day = 2
+                                     ORDER BY admission_id, seq LIMIT 1)""",
     "clinical times inside stays": """
         UPDATE vital_signs v SET charted_at = a.admitted_at - interval '1 hour'
         FROM admissions a
