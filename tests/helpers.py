@@ -137,6 +137,12 @@ def assert_same_records(url: str, reference_url: str) -> None:
     assert content_digests(url) == content_digests(reference_url), "per-day content digests differ"
 
 
+def assert_valid(env: dict[str, str], *args: str) -> None:
+    """``hospital-stream validate`` passes on the run at ``env``; its report in the failure."""
+    result = cli(env, "validate", *args)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+
+
 def last_day(url: str) -> int:
     try:
         with psycopg.connect(url, connect_timeout=3) as conn:

@@ -26,6 +26,9 @@ from hospital_stream.settings import Settings
 
 #: a worker that outlives its stop request this long is killed (see the embedded broker's defects)
 WORKER_STOP_SECONDS = 60.0
+#: the time a new worker may take to start, join its group (an old member's session expire
+#: first) and recover its tables, before the backstop counts its quiet as a stall
+WORKER_START_SECONDS = 60.0
 #: restarts in one run: a worker that keeps failing is not worth restarting for ever
 MAX_RESTARTS = 5
 STALLED = -1  # _supervise's code for a worker it killed because it stalled
@@ -97,7 +100,10 @@ def _supervise(
     acknowledged is read again) and STALLED returned, so that it starts again: the backstop
     of the worker's own watchdog, for a worker too frozen to run it."""
     stall_limit = progress.settings.stall_limit * BACKSTOP_STALL_LIMITS
-    progress.last_change = time.monotonic()  # a new worker's stall is counted from its start
+    # a new worker's stall is counted once it has had time to start: a member killed before it
+    # joined its group leaves a stale member the next one waits for, so a backstop shorter than
+    # the start could kill every new worker in turn and store nothing for ever
+    progress.last_change = time.monotonic() + WORKER_START_SECONDS
     stop_sent_at: float | None = None
     while True:
         try:

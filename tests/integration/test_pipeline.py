@@ -22,7 +22,7 @@ from hospital_stream.settings import DEFAULT_ADMIN_USER, DEFAULT_READER_USER, Se
 from hospital_stream.tools import plan, validate
 from hospital_stream.wire import batch
 from hospital_stream.wire.batch import BATCH_KEY
-from tests.helpers import BIN, DAYS, HOSPITAL, cli, data_checksums, hospital_env, produce
+from tests.helpers import BIN, DAYS, HOSPITAL, assert_valid, cli, data_checksums, hospital_env, produce
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -113,7 +113,7 @@ def test_restart_continues_with_no_gap_and_no_duplicate(reference_run, embedded_
     assert data_checksums(env["HOSPITAL_DATABASE_URL"]) == data_checksums(
         reference_run["HOSPITAL_DATABASE_URL"]
     )
-    assert cli(env, "validate").returncode == 0
+    assert_valid(env)
 
 
 def test_a_run_with_other_settings_is_refused_without_reset(reference_run):

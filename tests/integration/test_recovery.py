@@ -26,6 +26,7 @@ from tests.helpers import (
     DAYS,
     STARTED,
     assert_same_records,
+    assert_valid,
     cli,
     data_checksums,
     failpoint_hits,
@@ -135,7 +136,7 @@ def test_worker_killed_at_each_failpoint_ends_identical(
         final = _start_run(env, log)
         assert final.wait(timeout=300) == 0, (tmp_path / "runs.log").read_text()[-3000:]
     assert_same_records(url, reference_run["HOSPITAL_DATABASE_URL"])
-    assert cli(env, "validate").returncode == 0
+    assert_valid(env)
 
 
 def test_postgres_outage_mid_run_loses_nothing(reference_run, new_stack_settings, tmp_path, record_property):
@@ -159,7 +160,7 @@ def test_postgres_outage_mid_run_loses_nothing(reference_run, new_stack_settings
     assert stored_before < DAYS - 1
     assert "PostgreSQL unavailable" in (tmp_path / "run.log").read_text()
     assert_same_records(url, reference_run["HOSPITAL_DATABASE_URL"])
-    assert cli(env, "validate").returncode == 0
+    assert_valid(env)
 
 
 def test_broker_restarted_empty_mid_run_resumes_identical(
@@ -184,7 +185,7 @@ def test_broker_restarted_empty_mid_run_resumes_identical(
     output = log_path.read_text()
     assert "the broker lost its messages" in output and "Traceback" not in output
     assert_same_records(url, reference_run["HOSPITAL_DATABASE_URL"])
-    assert cli(env, "validate").returncode == 0
+    assert_valid(env)
 
 
 def test_postgres_down_past_the_limit_stops_clearly_and_a_new_run_ends_identical(
@@ -217,7 +218,7 @@ def test_postgres_down_past_the_limit_stops_clearly_and_a_new_run_ends_identical
     )
     assert stopped_after < 60
     assert_same_records(url, reference_run["HOSPITAL_DATABASE_URL"])
-    assert cli(env, "validate").returncode == 0
+    assert_valid(env)
 
 
 def test_a_frozen_worker_is_restarted_and_the_run_ends_identical(
@@ -240,7 +241,7 @@ def test_a_frozen_worker_is_restarted_and_the_run_ends_identical(
     assert not Path(f"/proc/{worker}").exists()
     record_property("fault", f"worker {worker} SIGSTOPped with days up to {frozen_with} stored")
     assert_same_records(url, reference_run["HOSPITAL_DATABASE_URL"])
-    assert cli(env, "validate").returncode == 0
+    assert_valid(env)
 
 
 def _sessions_in_transaction(env: dict[str, str]) -> list[tuple[str, str]]:
@@ -306,7 +307,7 @@ def test_postgres_crashed_mid_transaction_recovers_and_the_run_ends_identical(
     assert "PostgreSQL unavailable" in output and "Traceback" not in output
     assert stored_before < DAYS - 1
     assert_same_records(url, reference_run["HOSPITAL_DATABASE_URL"])
-    assert cli(env, "validate").returncode == 0
+    assert_valid(env)
 
 
 DASHBOARD_ENDPOINTS = ("wards", "staffing", "schedule", "pipeline", "reconciliation", "charts")

@@ -18,6 +18,7 @@ from tests.helpers import (
     DAYS,
     STARTED,
     assert_same_records,
+    assert_valid,
     cli,
     free_port,
     hospital_env,
@@ -142,4 +143,4 @@ def test_two_workers_share_the_partitions_and_one_survives_a_kill(
         resumed = [int(day) for day in re.findall(r"generator resumes at simulated day (\d+)", output)]
         assert resumed and min(resumed) > stored_at_kill, "resumed from PostgreSQL's last complete day"
     assert_same_records(url, reference_run["HOSPITAL_DATABASE_URL"])
-    assert cli(env, "validate").returncode == 0
+    assert_valid(env)

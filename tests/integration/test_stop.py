@@ -14,6 +14,7 @@ from tests.helpers import (
     BIN,
     DAYS,
     assert_same_records,
+    assert_valid,
     cli,
     finish_run,
     hospital_env,
@@ -60,7 +61,7 @@ def test_a_stop_mid_run_prints_one_line_and_the_next_run_resumes(
     assert "crash" not in output.lower() and "NotReady" not in output, output[-3000:]
     stop_lines = [line for line in output.splitlines() if STOP_LINE in line]
     assert len(stop_lines) == 1, output[-3000:]
-    assert cli(env, "validate").returncode == 0
+    assert_valid(env)
     finished = finish_run(env)
     assert finished.returncode == 0, finished.stdout + finished.stderr
     assert f"simulating days {stopped_at + 1}.." in finished.stdout, "the next run resumes"

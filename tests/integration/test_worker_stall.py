@@ -11,6 +11,7 @@ import pytest
 from tests.helpers import (
     DAYS,
     assert_same_records,
+    assert_valid,
     cli,
     finish_run,
     hospital_env,
@@ -60,7 +61,7 @@ def test_a_worker_whose_sink_is_locked_out_exits_70_within_its_limit(
     assert len(stall_lines) == 1 and "HOSPITAL_STALL_SECONDS" in stall_lines[0], output[-3000:]
     assert "Traceback" not in output
     assert last_day(url) >= stored_at_lock, "what was stored before the stall stays stored"
-    assert cli(env, "validate").returncode == 0
+    assert_valid(env)
     finished = finish_run(env)  # the next worker resumes from the last complete day
     assert finished.returncode == 0, finished.stdout + finished.stderr
     assert_same_records(url, reference_run["HOSPITAL_DATABASE_URL"])
