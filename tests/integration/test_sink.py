@@ -32,6 +32,16 @@ TOPICS = {
 }
 
 
+def _migrate_before(database_url: str, tmp_path, version: int) -> None:
+    """The database migrated as it was before migration ``version``."""
+    before = tmp_path / "sql"
+    before.mkdir()
+    for migration in db.migrations():
+        if migration.version < version:
+            (before / migration.path.name).write_text(migration.path.read_text())
+    db.migrate(database_url, before)
+
+
 def _store(settings: Settings, batches: list[list[bytes]]) -> list:
     """Each list of messages stored as one buffer by a sink of its own; the results."""
 
@@ -231,12 +241,7 @@ def test_copies_are_skipped_contradictions_refused_and_a_complete_day_takes_noth
 
 
 def test_migration_0009_gives_the_dead_letters_stored_before_it_a_kind_and_a_day(database_url, tmp_path):
-    before = tmp_path / "sql"
-    before.mkdir()
-    for migration in db.migrations():
-        if migration.version < 9:
-            (before / migration.path.name).write_text(migration.path.read_text())
-    db.migrate(database_url, before)
+    _migrate_before(database_url, tmp_path, 9)
     old = [  # (topic, partition, offset, row_number, reason) as the sink wrote them before 0009
         ("t.transfers.streamed", -1, 41, 0, "streamed transfer 41 is not in the batch of day 12"),
         ("t.records.batch", 0, 7, 3, "lab_results: invalid input syntax for type bigint"),
@@ -357,12 +362,7 @@ def test_the_national_id_index_comes_with_day_0s_last_patients_and_refuses_a_lat
 def test_migration_0012_keeps_the_national_id_constraint_of_a_database_that_holds_patients(
     database_url, tmp_path
 ):
-    before = tmp_path / "sql"
-    before.mkdir()
-    for migration in db.migrations():
-        if migration.version < 12:
-            (before / migration.path.name).write_text(migration.path.read_text())
-    db.migrate(database_url, before)
+    _migrate_before(database_url, tmp_path, 12)
     with psycopg.connect(database_url) as conn:
         conn.execute(
             "INSERT INTO patients VALUES"
